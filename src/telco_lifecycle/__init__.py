@@ -1,0 +1,1 @@
+"""Data lifecycle of a Danish B2B telecom, run by Airflow as its privacy policy promises."""

@@ -1,0 +1,91 @@
+"""Audit evidence: one `lifecycle_audit` row per action, in the caller's transaction,
+and the same record as a structured event in the task log.
+
+Neither carries personal data: the internal customer id, table names, counts and
+run ids only. The database computes the hash chain (migration 0002).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+
+from telco_lifecycle.settings import AUDIT_LOGGER
+
+EVENT_PREFIX = "AUDIT "
+audit_log = logging.getLogger(AUDIT_LOGGER)
+human_log = logging.getLogger("telco_lifecycle")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Which run did it: the Airflow ids, or `cli` for the command line."""
+
+    dag_id: str = "cli"
+    run_id: str = "manual"
+    task_id: str = "cli"
+    try_number: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    action: str
+    rule: str | None = None
+    customer_id: int | None = None
+    table_name: str | None = None
+    row_count: int = 0
+    as_of: dt.date | None = None
+    dry_run: bool = False
+    details: dict = dataclasses.field(default_factory=dict)
+
+    def sentence(self) -> str:
+        who = f"customer {self.customer_id}" if self.customer_id is not None else "all customers"
+        what = f"{self.row_count} row(s) of {self.table_name}" if self.table_name else ""
+        mode = "DRY RUN, would " if self.dry_run else ""
+        rule = f"rule {self.rule}" if self.rule else "lifecycle"
+        extra = "".join(f", {k}={v}" for k, v in self.details.items())
+        return f"{rule}: {mode}{self.action} {what} for {who}{extra}".replace("  ", " ")
+
+
+INSERT = """
+INSERT INTO lifecycle_audit (action, rule, customer_id, table_name, row_count, as_of, dry_run,
+                             dag_id, run_id, task_id, try_number, details, prev_hash, row_hash)
+VALUES (%(action)s, %(rule)s, %(customer_id)s, %(table_name)s, %(row_count)s, %(as_of)s, %(dry_run)s,
+        %(dag_id)s, %(run_id)s, %(task_id)s, %(try_number)s, %(details)s, '', '')
+RETURNING audit_id, recorded_at, prev_hash, row_hash
+"""
+
+
+def record(cur, action: Action, run: RunContext) -> dict:
+    """Write the audit row in the current transaction; return the event to log after commit."""
+    values = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
+    values["details"] = json.dumps(action.details, sort_keys=True)
+    cur.execute(INSERT, values)
+    audit_id, recorded_at, prev_hash, row_hash = cur.fetchone()
+    event = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
+    event.update(
+        audit_id=audit_id,
+        recorded_at=recorded_at.isoformat(),
+        as_of=action.as_of.isoformat() if action.as_of else None,
+        prev_hash=prev_hash,
+        row_hash=row_hash,
+    )
+    return event
+
+
+def emit(events: list[dict]) -> None:
+    """Log committed audit events: one sentence for people, one JSON record for machines."""
+    for event in events:
+        action = Action(**{f.name: event[f.name] for f in dataclasses.fields(Action)})
+        human_log.info("%s (audit #%s)", action.sentence(), event["audit_id"])
+        audit_log.info("%s%s", EVENT_PREFIX, json.dumps(event, sort_keys=True, default=str))
+
+
+def parse_event(message: str) -> dict | None:
+    """The audit event in a log message, or None when the message is something else."""
+    start = message.find(EVENT_PREFIX + "{")
+    if start < 0:
+        return None
+    return json.loads(message[start + len(EVENT_PREFIX):])

@@ -1,0 +1,57 @@
+"""Connections to the telecom database, and the transaction discipline of every purge."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+# Bounds on how long a purge may wait for a lock or run one statement, so that a
+# blocked purge fails clearly (and Airflow retries it) instead of stalling the database.
+LOCK_TIMEOUT = "10s"
+STATEMENT_TIMEOUT = "15min"
+
+
+def connect(database_url: str, application_name: str = "telco_lifecycle"):
+    """A psycopg2 connection with the lifecycle's session settings."""
+    import psycopg2
+
+    conn = psycopg2.connect(database_url, application_name=application_name)
+    apply_session_settings(conn)
+    return conn
+
+
+def apply_session_settings(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SET TIME ZONE 'Europe/Copenhagen'")
+        cur.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                    (LOCK_TIMEOUT, STATEMENT_TIMEOUT))
+    conn.commit()
+
+
+@contextlib.contextmanager
+def transaction(conn) -> Iterator:
+    """One transaction: commit on success, roll back on any error."""
+    try:
+        with conn.cursor() as cur:
+            yield cur
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+@contextlib.contextmanager
+def run_lock(conn, name: str) -> Iterator[None]:
+    """A session advisory lock so that two runs of the same purge never overlap."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (name,))
+        if not cur.fetchone()[0]:
+            conn.rollback()
+            raise RuntimeError(f"another run holds the lock {name!r}; waiting for it to finish (will retry)")
+    conn.commit()
+    try:
+        yield
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+        conn.commit()

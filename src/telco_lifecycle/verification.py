@@ -1,0 +1,97 @@
+"""Independent verification with Great Expectations (GX Core), run as SQL in PostgreSQL.
+
+Every check is a query for *offending* rows that must come back empty, so a check
+reads the database afresh after the change it verifies and never depends on the
+code that made it. Offending rows are reported by count (and customer id), never
+by content. Results are kept as GX Data Docs under the reports folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+
+from telco_lifecycle.settings import reports_dir, sqlalchemy_url
+
+log = logging.getLogger("telco_lifecycle.verification")
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """`unexpected_rows_query` selects offending rows of `table` (as `{batch}`)."""
+
+    name: str
+    rule: str
+    table: str
+    unexpected_rows_query: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    name: str
+    rule: str
+    table: str
+    success: bool
+    offending_rows: int
+
+    def describe(self) -> str:
+        verdict = "passed" if self.success else f"FAILED: {self.offending_rows} offending row(s)"
+        return f"[{self.rule} / {self.table}] {self.name}: {verdict}"
+
+
+class VerificationFailed(AssertionError):
+    def __init__(self, failures: list[CheckResult]):
+        self.failures = failures
+        super().__init__("verification failed:\n  " + "\n  ".join(f.describe() for f in failures))
+
+
+def run_checks(database_url: str, suite_name: str, checks: list[Check], docs_dir: Path | None = None) -> list[CheckResult]:
+    """Run `checks` through GX; raise VerificationFailed listing every failing one."""
+    import great_expectations as gx
+
+    docs_dir = docs_dir or reports_dir() / "data_docs"
+    context = gx.get_context(mode="ephemeral")
+    context.add_data_docs_site(
+        site_name="lifecycle",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    source = context.data_sources.add_postgres("telco_db", connection_string=sqlalchemy_url(database_url))
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", suite_name)
+    definitions = []
+    for table in sorted({check.table for check in checks}):
+        asset = source.add_table_asset(table, table_name=table, schema_name="public")
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{slug}.{table}"))
+        for check in (c for c in checks if c.table == table):
+            suite.add_expectation(
+                gx.expectations.UnexpectedRowsExpectation(
+                    unexpected_rows_query=check.unexpected_rows_query,
+                    description=f"{check.rule}: {check.name}",
+                )
+            )
+        batch = asset.add_batch_definition_whole_table("whole_table")
+        definitions.append(context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{slug}.{table}", data=batch, suite=suite)))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name=slug, validation_definitions=definitions,
+                      actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lifecycle"])])
+    )
+    outcome = checkpoint.run()
+    by_description = {f"{c.rule}: {c.name}": c for c in checks}
+    results = []
+    for validation in outcome.run_results.values():
+        for expectation in validation.results:
+            check = by_description[expectation.expectation_config.description]
+            results.append(CheckResult(check.name, check.rule, check.table, bool(expectation.success),
+                                       int(expectation.result.get("observed_value") or 0)))
+    for result in results:
+        log.info("verification %s", result.describe())
+    failures = [r for r in results if not r.success]
+    if failures:
+        raise VerificationFailed(failures)
+    return results
