@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor-date", type=dt.date.fromisoformat, help="the data's 'today' (default: today)")
     sub.add_parser("env", help="start the local PostgreSQL if needed; print the environment as shell exports")
     sub.add_parser("stop-server", help="stop the embedded PostgreSQL under .lifecycle/")
-    sub.add_parser("policy", help="validate the retention policy and print its rules")
+    p = sub.add_parser("policy", help="validate the retention policy and print its rules")
+    p.add_argument("--markdown", action="store_true", help="the rules table for the README")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -68,9 +69,12 @@ def _stop_server(args) -> None:
 
 
 def _policy(args) -> None:
-    from telco_lifecycle.policy import load_policy
+    from telco_lifecycle.policy import load_policy, rules_table
 
     policy = load_policy()
+    if args.markdown:
+        print(rules_table(policy))
+        return
     for rule in policy.rules:
         print(f"{rule.id}: {', '.join(rule.tables)}; {rule.period_years} year(s) after {rule.clock}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -106,8 +107,12 @@ class Rule(_Strict):
         return tuple(item.table for item in self.data)
 
     def deadline(self, clock_start: dt.date) -> dt.date:
-        """The first `as_of` on which data whose clock started on `clock_start` is due."""
-        return add_years(clock_start, self.period_years)
+        """The first `as_of` on which data whose clock started on `clock_start` is due.
+
+        Relationship clocks: on the anniversary (end + 1 year). Accounting is *kept
+        until* fiscal-year end + 5 years, so it is due the day after."""
+        due = add_years(clock_start, self.period_years)
+        return due + dt.timedelta(days=1) if self.clock == "fiscal_year_end" else due
 
 
 class Policy(_Strict):
@@ -164,6 +169,24 @@ class Policy(_Strict):
         return day.year if day <= end else day.year + 1
 
 
+def rules_table(policy: Policy) -> str:
+    """The README's rules table, generated from the policy."""
+    clocks = {"relationship_end": "relationship end", "fiscal_year_end": "end of the fiscal year"}
+    lines = ["| rule | data | clock starts | deleted | erasure on request |", "| --- | --- | --- | --- | --- |"]
+    for rule in policy.rules:
+        when = ("immediately, by the offboarding run" if rule.period_years == 0
+                else f"kept until clock + {rule.period_years} years, deleted on the first run after"
+                if rule.clock == "fiscal_year_end"
+                else f"on the first run with `as_of` >= clock + {rule.period_years} year(s)")
+        erasure = ("no: " + rule.erasure.reason.en) if not rule.erasure.on_request else (
+            "yes" if rule.erasure.while_active is True else
+            "after the relationship ends" + (" (partly before)" if rule.erasure.while_active == "partial" else ""))
+        tables = ", ".join(f"`{t}`" for t in rule.tables)
+        lines.append(f"| `{rule.id}` | {rule.category.en} ({tables}) | {clocks[rule.clock]} | {when} | {erasure} |")
+    lines.append("| legal hold | all of a customer's data | - | never while a hold is in force | no |")
+    return "\n".join(lines)
+
+
 def add_years(day: dt.date, years: int) -> dt.date:
     """Calendar arithmetic as PostgreSQL does it: 29 February + 1 year = 28 February."""
     try:
@@ -173,7 +196,8 @@ def add_years(day: dt.date, years: int) -> dt.date:
 
 
 def default_policy_path() -> Path:
-    return include_dir() / "policy" / "retention.yaml"
+    override = os.environ.get("LIFECYCLE_POLICY_FILE")
+    return Path(override) if override else include_dir() / "policy" / "retention.yaml"
 
 
 @functools.cache

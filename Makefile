@@ -1,0 +1,38 @@
+# make demo | make test | make airflow | make bench  (see README.md)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+# Airflow spawns `airflow` subprocesses: the venv's bin must be on PATH.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test airflow bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m telco_lifecycle.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+airflow: install
+	@eval "$$($(BIN)/lifecycle env)" && \
+	  $(BIN)/lifecycle migrate && \
+	  airflow db migrate >/dev/null && \
+	  echo "Airflow UI: http://localhost:8080  (user admin; password: see $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated once started)" && \
+	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin exec airflow standalone
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	-$(BIN)/lifecycle stop-server
+	rm -rf $(VENV) .lifecycle reports

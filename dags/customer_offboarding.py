@@ -1,0 +1,145 @@
+"""
+# Customer offboarding
+
+Ends a customer's relationship and **deletes its hosted-PBX and SIP-trunk
+configuration immediately**, as the privacy policy promises (rule `pbx_sip_config`).
+
+Trigger it by hand (*Trigger DAG* in the UI, or `POST /api/v2/dags/customer_offboarding/dagRuns`)
+with the customer's internal id and your name.
+
+| step | what it does |
+| --- | --- |
+| `check_request` | refuses, changing nothing, an unknown customer, an end date in the future or different from one already recorded, and a customer under **legal hold**; counts the customer's rows |
+| `offboard_customer` | one transaction: sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes the audit rows |
+| `verify_offboarding` | Great Expectations re-queries the database: no PBX/SIP rows remain, nothing else of the customer was removed |
+| `summarise` | the counts per table (the run's XCom); no personal data |
+
+`dry_run` counts what would be deleted and changes nothing. Offboarding a customer
+that has already ended is a no-op that says so. CRM data, contracts and accounting
+material are kept: the daily retention DAGs remove them when their time comes.
+"""
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+
+
+@dag(
+    dag_id="customer_offboarding",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    doc_md=__doc__,
+    tags=TAGS + ["offboarding"],
+    default_args=DEFAULT_ARGS,
+    template_searchpath=TEMPLATE_SEARCHPATH,
+    params={
+        "customer_id": Param(
+            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
+            description="Internal customer id (customers.customer_id) of the customer whose relationship ends.",
+        ),
+        "relationship_end": Param(
+            None, type=["null", "string"], format="date", title="Relationship end date",
+            description="The day the relationship ended (YYYY-MM-DD). Empty: the run's date. Not in the future.",
+        ),
+        "reason": Param(
+            "", type="string", maxLength=500, title="Reason",
+            description="Why the relationship ends (e.g. 'contract terminated by customer'). No personal data.",
+        ),
+        "requested_by": Param(
+            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
+            description="Who asks for the offboarding (your name or initials); kept in the run's record.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run",
+            description="Only count what would be deleted; change nothing.",
+        ),
+    },
+)
+def customer_offboarding():
+    @task(retries=0)
+    def check_request() -> dict:
+        """Validate the request and count the customer's rows before anything changes."""
+        from telco_lifecycle import offboarding
+        from telco_lifecycle.airflow_support import telco_connection
+        from telco_lifecycle.customers import UnknownCustomer
+
+        conn = telco_connection()
+        try:
+            return offboarding.preview(conn, _request(get_current_context()))
+        except (UnknownCustomer, offboarding.OffboardingRefused) as refused:
+            raise AirflowFailException(str(refused)) from refused
+        finally:
+            conn.close()
+
+    @task
+    def offboard_customer(checked: dict) -> dict:
+        """End the relationship and delete the PBX/SIP configuration in one transaction."""
+        from telco_lifecycle import offboarding
+        from telco_lifecycle.airflow_support import run_context, telco_connection
+        from telco_lifecycle.customers import UnknownCustomer
+
+        context = get_current_context()
+        conn = telco_connection()
+        try:
+            result = offboarding.offboard(conn, _request(context), run_context(context))
+        except (UnknownCustomer, offboarding.OffboardingRefused) as refused:
+            raise AirflowFailException(str(refused)) from refused
+        finally:
+            conn.close()
+        print(result["message"])
+        return result
+
+    @task
+    def verify_offboarding(checked: dict, result: dict) -> list[dict]:
+        """Great Expectations: PBX/SIP rows gone, nothing else of the customer removed."""
+        import dataclasses
+
+        from telco_lifecycle.airflow_support import telco_url
+        from telco_lifecycle.offboarding import verification_checks
+        from telco_lifecycle.verification import run_checks
+
+        context = get_current_context()
+        checks = verification_checks(checked["customer_id"], checked["rows_before"], result["dry_run"])
+        results = run_checks(telco_url(), f"offboarding_{checked['customer_id']}_{context['run_id']}", checks)
+        return [dataclasses.asdict(r) for r in results]
+
+    @task
+    def summarise(checked: dict, result: dict, verification: list[dict]) -> dict:
+        """The run's outcome, counts only."""
+        return {
+            "customer_id": result["customer_id"],
+            "relationship_ended_on": result["relationship_ended_on"],
+            "dry_run": result["dry_run"],
+            "no_op": result["no_op"],
+            "rows_before": checked["rows_before"],
+            "deleted": result["deleted"],
+            "verification": "passed" if all(v["success"] for v in verification) else "failed",
+            "checks": len(verification),
+            "message": result["message"],
+        }
+
+    checked = check_request()
+    result = offboard_customer(checked)
+    summarise(checked, result, verify_offboarding(checked, result))
+
+
+def _request(context):
+    import datetime as dt
+
+    from telco_lifecycle.airflow_support import run_date
+    from telco_lifecycle.offboarding import OffboardingRequest
+
+    params = context["params"]
+    return OffboardingRequest(
+        customer_id=int(params["customer_id"]),
+        run_date=run_date(context),
+        requested_by=params["requested_by"],
+        relationship_end=dt.date.fromisoformat(params["relationship_end"]) if params.get("relationship_end") else None,
+        reason=params.get("reason") or "",
+        dry_run=bool(params.get("dry_run")),
+    )
+
+
+customer_offboarding()

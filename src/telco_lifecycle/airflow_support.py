@@ -1,0 +1,58 @@
+"""What every lifecycle DAG shares. Imported at DAG-parse time, so it imports nothing
+heavy at top level: the database driver, GX and pandas load inside the tasks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from telco_lifecycle.policy import load_policy
+from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE, sql_dir
+
+# Validated at parse time, so a broken policy file is an import error in the UI that
+# names the line and the problem, and no DAG runs on a policy nobody could read.
+POLICY = load_policy()
+
+LOCAL_TZ = ZoneInfo(TIMEZONE)
+START_DATE = dt.datetime(2024, 1, 1, tzinfo=LOCAL_TZ)
+TEMPLATE_SEARCHPATH = [str(sql_dir())]
+TAGS = ["data-lifecycle"]
+DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": dt.timedelta(minutes=1)}
+
+
+def run_date(context) -> dt.date:
+    """The run's date in Copenhagen: its logical date, or run_after for a manual run."""
+    moment = context.get("logical_date") or context["dag_run"].run_after
+    return moment.astimezone(LOCAL_TZ).date()
+
+
+def as_of_date(context, params: dict) -> dt.date:
+    """`as_of` param if given, else the run's date: no purge reads the wall clock."""
+    given = params.get("as_of")
+    return dt.date.fromisoformat(given) if given else run_date(context)
+
+
+def run_context(context):
+    from telco_lifecycle.audit import RunContext
+
+    ti = context["ti"]
+    return RunContext(ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 1))
+
+
+def telco_connection():
+    """A connection to the telecom database through the `telco_db` Airflow connection."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from telco_lifecycle.database import apply_session_settings
+
+    conn = PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_conn()
+    apply_session_settings(conn)
+    return conn
+
+
+def telco_url() -> str:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    from telco_lifecycle.settings import connection_to_url
+
+    return connection_to_url(PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_uri())

@@ -1,0 +1,155 @@
+"""Test infrastructure: a real PostgreSQL (LIFECYCLE_DATABASE_URL, else the embedded
+server), fresh databases per session and per test, and a migrated Airflow metadata
+database so DAGs run for real through `dag.test()`.
+
+The environment is set at import time, before anything imports Airflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from telco_lifecycle.localenv import airflow_environment, drop_database, ensure_database, server_url
+from telco_lifecycle.settings import project_dir, with_database
+
+ANCHOR = dt.date(2026, 6, 15)  # the "today" of the seeded test data
+TEST_CUSTOMERS = 300
+TEST_CDRS_PER_CUSTOMER = 20
+
+SERVER = server_url()
+RUN_TAG = uuid.uuid4().hex[:8]
+AIRFLOW_DB = f"lifecycle_test_airflow_{RUN_TAG}"
+TEMPLATE_DB = f"lifecycle_test_seeded_{RUN_TAG}"
+# The `telco_db` connection points at one database name for the whole session; each
+# test gets it re-created from the seeded template (Airflow may cache connections).
+TELCO_DB = f"lifecycle_test_telco_{RUN_TAG}"
+_tmp = Path(tempfile.mkdtemp(prefix="lifecycle-tests-"))
+os.environ.update(airflow_environment(
+    telco_url=with_database(SERVER, TELCO_DB),
+    airflow_url=ensure_database(SERVER, AIRFLOW_DB),
+    airflow_home=str(_tmp / "airflow"),
+))
+os.environ["LIFECYCLE_REPORTS_DIR"] = str(_tmp / "reports")
+os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_tmp / "airflow" / "logs")
+
+
+def _airflow(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], check=True,
+                   stdout=subprocess.DEVNULL, env=os.environ)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database for this test session."""
+    _airflow("db", "migrate")
+    yield
+    drop_database(SERVER, AIRFLOW_DB)
+
+
+@pytest.fixture(scope="session")
+def seeded_template():
+    """A migrated and seeded database that each test copies (CREATE DATABASE ... TEMPLATE)."""
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.migrations import migrate
+    from telco_lifecycle.seed import seed
+
+    url = ensure_database(SERVER, TEMPLATE_DB)
+    conn = connect(url)
+    migrate(conn)
+    seed(conn, TEST_CUSTOMERS, seed=7, anchor=ANCHOR, cdrs_per_customer=TEST_CDRS_PER_CUSTOMER)
+    conn.close()
+    yield TEMPLATE_DB
+    drop_database(SERVER, TEMPLATE_DB)
+
+
+class TelcoDatabase:
+    """One test's own copy of the seeded database, reachable as the `telco_db` connection."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.url = with_database(SERVER, name)
+        from telco_lifecycle.database import connect
+
+        self.conn = connect(self.url)
+        self.conn.autocommit = True
+
+    def scalar(self, sql: str, params=None):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()[0]
+
+    def rows(self, sql: str, params=None) -> list[tuple]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def execute(self, sql: str, params=None) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+
+    def fingerprint(self, exclude: tuple[str, ...] = ("lifecycle_audit",)) -> dict[str, str]:
+        """md5 of every table's full content: proves that nothing changed."""
+        tables = [r[0] for r in self.rows(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")]
+        result = {}
+        for table in tables:
+            if table in exclude or table.startswith("cdrs_"):
+                continue
+            result[table] = self.scalar(
+                f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t")
+        return result
+
+
+@pytest.fixture
+def telco(seeded_template):
+    """A fresh copy of the seeded database as the `telco_db` connection."""
+    import psycopg2
+
+    drop_database(SERVER, TELCO_DB)
+    admin = psycopg2.connect(with_database(SERVER, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{TELCO_DB}" TEMPLATE "{seeded_template}"')
+    admin.close()
+    db = TelcoDatabase(TELCO_DB)
+    yield db
+    db.conn.close()
+    drop_database(SERVER, TELCO_DB)
+
+
+def load_dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(project_dir() / "dags"))
+
+
+@pytest.fixture
+def run_dag(airflow_db):
+    """Run a DAG for real with dag.test(); returns (dag_run, return value of each task).
+
+    Each run parses the DAG afresh: dag.test() keeps a run's conf in the DAG's params."""
+
+    def run(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | None = None):
+        dag = load_dagbag().get_dag(dag_id)
+        dag_run = dag.test(run_conf=conf or {}, logical_date=logical_date)
+        return dag_run, _return_values(dag_run)
+
+    return run
+
+
+def _return_values(dag_run) -> dict:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(
+            XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id,
+            XComModel.key == "return_value").all()
+        return {row.task_id: row.value for row in rows}

@@ -1,0 +1,116 @@
+"""customer_offboarding through dag.test() on a freshly migrated and seeded database."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def active_customer_with_config(telco, held: bool = False) -> int:
+    hold = "" if held else "NOT"
+    return telco.scalar(f"""
+        SELECT c.customer_id FROM customers c
+        WHERE c.relationship_ended_on IS NULL AND {hold} lifecycle_on_hold(c.customer_id)
+          AND EXISTS (SELECT 1 FROM pbx_configs p WHERE p.customer_id = c.customer_id)
+          AND EXISTS (SELECT 1 FROM sip_peers s WHERE s.customer_id = c.customer_id)
+        ORDER BY c.customer_id LIMIT 1""")
+
+
+def test_offboarding_deletes_pbx_and_sip_and_nothing_else(telco, run_dag):
+    customer = active_customer_with_config(telco)
+    before = telco.fingerprint(exclude=("lifecycle_audit", "pbx_configs", "sip_peers", "customers"))
+    pbx = telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,))
+    sip = telco.scalar("SELECT count(*) FROM sip_peers WHERE customer_id = %s", (customer,))
+
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+
+    assert dag_run.state == "success"
+    assert telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
+    assert telco.scalar("SELECT count(*) FROM sip_peers WHERE customer_id = %s", (customer,)) == 0
+    assert telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,)) is not None
+    assert telco.fingerprint(exclude=("lifecycle_audit", "pbx_configs", "sip_peers", "customers")) == before
+    # other customers' configuration untouched
+    assert telco.scalar("SELECT count(*) FROM pbx_configs") > 0
+    summary = xcom["summarise"]
+    assert summary["deleted"] == {"pbx_configs": pbx, "sip_peers": sip}
+    assert summary["verification"] == "passed"
+    audit = telco.rows("SELECT action, rule, table_name, row_count, dry_run, dag_id FROM lifecycle_audit"
+                       " WHERE customer_id = %s ORDER BY audit_id", (customer,))
+    assert audit == [
+        ("end_relationship", "offboarding", "customers", 1, False, "customer_offboarding"),
+        ("delete", "pbx_sip_config", "pbx_configs", pbx, False, "customer_offboarding"),
+        ("delete", "pbx_sip_config", "sip_peers", sip, False, "customer_offboarding"),
+    ]
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
+
+
+def test_dry_run_reports_counts_and_changes_nothing(telco, run_dag):
+    customer = active_customer_with_config(telco)
+    before = telco.fingerprint()
+    pbx = telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,))
+
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test",
+                                                     "dry_run": True})
+
+    assert dag_run.state == "success"
+    assert xcom["summarise"]["deleted"]["pbx_configs"] == pbx
+    assert xcom["summarise"]["dry_run"] is True
+    assert telco.fingerprint() == before
+    assert telco.scalar("SELECT bool_and(dry_run) FROM lifecycle_audit WHERE customer_id = %s", (customer,))
+
+
+def test_second_offboarding_is_a_no_op_that_says_so(telco, run_dag):
+    customer = active_customer_with_config(telco)
+    run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+    before = telco.fingerprint(exclude=())
+
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+
+    assert dag_run.state == "success"
+    assert xcom["summarise"]["no_op"] is True
+    assert "already offboarded" in xcom["summarise"]["message"]
+    assert telco.fingerprint(exclude=()) == before  # not even an audit row
+
+
+def test_legal_hold_blocks_offboarding(telco, run_dag):
+    customer = active_customer_with_config(telco, held=True)
+    assert customer is not None, "the seed places holds on some active customers with configuration"
+    before = telco.fingerprint(exclude=())
+
+    dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+
+    assert dag_run.state == "failed"
+    assert telco.fingerprint(exclude=()) == before
+
+
+def test_unknown_customer_fails_and_changes_nothing(telco, run_dag):
+    before = telco.fingerprint(exclude=())
+    dag_run, _ = run_dag("customer_offboarding", {"customer_id": 987654321, "requested_by": "test"})
+    assert dag_run.state == "failed"
+    assert telco.fingerprint(exclude=()) == before
+
+
+@pytest.mark.parametrize("conf, problem", [
+    ({"customer_id": -5, "requested_by": "test"}, "customer_id"),
+    ({"customer_id": "abc", "requested_by": "test"}, "customer_id"),
+    ({"customer_id": 0, "requested_by": "test"}, "customer_id"),
+    ({"customer_id": 1}, "requested_by"),
+    ({"customer_id": 1, "requested_by": ""}, "requested_by"),
+    ({"customer_id": 1, "requested_by": "t", "relationship_end": "2024-02-30"}, "relationship_end"),
+    ({"customer_id": 1, "requested_by": "t", "dry_run": "yes"}, "dry_run"),
+])
+def test_bad_params_are_rejected_before_anything_runs(telco, run_dag, conf, problem):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    before = telco.fingerprint(exclude=())
+    with pytest.raises(ParamValidationError, match=problem):
+        run_dag("customer_offboarding", conf)
+    assert telco.fingerprint(exclude=()) == before
+
+
+def test_end_date_in_the_future_is_refused(telco, run_dag):
+    customer = active_customer_with_config(telco)
+    before = telco.fingerprint(exclude=())
+    dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "t",
+                                                  "relationship_end": "2999-01-01"})
+    assert dag_run.state == "failed"
+    assert telco.fingerprint(exclude=()) == before
