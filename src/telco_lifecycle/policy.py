@@ -49,6 +49,10 @@ class DataItem(_Strict):
     columns: tuple[str, ...] = ()
     kept_columns: dict[str, str] = {}
     dated_by: str | None = None
+    # For the data subject's access report: what the table holds, and (for high-volume
+    # tables) the column its rows are summarised by instead of listed.
+    description: Bilingual | None = None
+    summary_by: str | None = Field(default=None, pattern=IDENTIFIER)
 
     @model_validator(mode="after")
     def _anonymise_names_columns(self) -> DataItem:

@@ -20,12 +20,14 @@ log = logging.getLogger("telco_lifecycle.verification")
 
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """`unexpected_rows_query` selects offending rows of `table` (as `{batch}`)."""
+    """`unexpected_rows_query` selects offending rows of `table` (as `{batch}`); with
+    `query`, `{batch}` is that query's result set (a GX query asset named `table`)."""
 
     name: str
     rule: str
     table: str
     unexpected_rows_query: str
+    query: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,9 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check], docs_dir
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", suite_name)
     definitions = []
     for table in sorted({check.table for check in checks}):
-        asset = source.add_table_asset(table, table_name=table, schema_name="public")
+        query = next((c.query for c in checks if c.table == table and c.query), None)
+        asset = (source.add_query_asset(table, query=query) if query
+                 else source.add_table_asset(table, table_name=table, schema_name="public"))
         suite = context.suites.add(gx.ExpectationSuite(name=f"{slug}.{table}"))
         for check in (c for c in checks if c.table == table):
             suite.add_expectation(

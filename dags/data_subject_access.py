@@ -1,0 +1,75 @@
+"""
+# Data subject access
+
+The privacy policy promises that a customer may at any time learn which data is stored
+about it. This DAG exports **everything the telecom database holds about one customer**,
+category by category as the retention policy defines them, into
+
+* a machine-readable **JSON** file (every record, call detail records included), and
+* a readable **HTML** report: per category the data, its legal basis, the rule that governs
+  it and the date it will be deleted ("while the relationship lasts" for an active customer);
+  call detail records summarised (count and period per kind),
+
+both under `LIFECYCLE_REPORTS_DIR/subject_access/`. Send them to the customer.
+
+| step | what it does |
+| --- | --- |
+| `export_customer_data` | one consistent snapshot; rows streamed to the files in chunks (server-side cursor); one audit row with the files' SHA-256 |
+
+The files are the only place personal data appears: the log, the XCom and the audit row
+carry the customer id, row counts per table and the checksums. An unknown customer fails
+the run with that message and nothing is written. A legal hold does not block access.
+"""
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+
+
+@dag(
+    dag_id="data_subject_access",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    doc_md=__doc__,
+    tags=TAGS + ["data-subject-request"],
+    default_args=DEFAULT_ARGS,
+    template_searchpath=TEMPLATE_SEARCHPATH,
+    params={
+        "customer_id": Param(
+            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
+            description="Internal customer id (customers.customer_id) of the customer asking for its data.",
+        ),
+        "requested_by": Param(
+            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
+            description="Who handles the request (your name or initials); kept in the audit trail.",
+        ),
+    },
+)
+def data_subject_access():
+    @task(retries=0)
+    def export_customer_data() -> dict:
+        """Write the JSON and HTML access report; return counts and checksums only."""
+        from telco_lifecycle import subject_access
+        from telco_lifecycle.airflow_support import run_context, run_date, telco_connection
+        from telco_lifecycle.customers import UnknownCustomer
+
+        context = get_current_context()
+        params = context["params"]
+        conn = telco_connection()
+        try:
+            result = subject_access.export(conn, int(params["customer_id"]), params["requested_by"],
+                                           run_date(context), run_context(context))
+        except UnknownCustomer as refused:
+            raise AirflowFailException(str(refused)) from refused
+        finally:
+            conn.close()
+        print(f"customer {result['customer_id']}: {sum(result['rows'].values())} row(s) exported,"
+              f" JSON sha256 {result['sha256']}")
+        return result
+
+    export_customer_data()
+
+
+data_subject_access()

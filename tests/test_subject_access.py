@@ -1,0 +1,123 @@
+"""data_subject_access through dag.test(): every policy category, nothing of other customers,
+personal data only in the files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tracemalloc
+from pathlib import Path
+
+from conftest import ANCHOR
+from telco_lifecycle.policy import load_policy
+
+RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.timezone.utc)
+
+
+def customer_with_everything(telco) -> int:
+    return telco.scalar("""
+        SELECT c.customer_id FROM customers c
+        WHERE c.relationship_ended_on IS NULL
+          AND EXISTS (SELECT 1 FROM crm_correspondence x WHERE x.customer_id = c.customer_id)
+          AND EXISTS (SELECT 1 FROM pbx_configs x WHERE x.customer_id = c.customer_id)
+          AND EXISTS (SELECT 1 FROM payments p JOIN invoices i USING (invoice_id) WHERE i.customer_id = c.customer_id)
+        ORDER BY c.customer_id LIMIT 1""")
+
+
+def test_access_export_has_every_category_and_only_this_customer(telco, run_dag):
+    customer = customer_with_everything(telco)
+    policy = load_policy()
+    before = telco.fingerprint(exclude=("lifecycle_audit",))
+
+    dag_run, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
+
+    assert dag_run.state == "success"
+    result = xcom["export_customer_data"]
+    report = json.loads(Path(result["json_file"]).read_text(encoding="utf-8"))
+    assert hashlib.sha256(Path(result["json_file"]).read_bytes()).hexdigest() == result["sha256"]
+    assert [c["rule"] for c in report["categories"]] == [r.id for r in policy.rules]
+    for category, rule in zip(report["categories"], policy.rules):
+        assert category["legal_basis"] == rule.legal_basis.model_dump()
+        assert [t["table"] for t in category["tables"]] == list(rule.tables)
+        for table in category["tables"]:
+            item = next(i for i in rule.data if i.table == table["table"])
+            expected = telco.scalar(f"SELECT count(*) FROM {item.table} WHERE {item.subject_filter()}",
+                                    {"customer_id": customer})
+            assert table["row_count"] == len(table["rows"]) == expected > 0, item.table
+            for row in table["rows"]:
+                if "customer_id" in row:
+                    assert row["customer_id"] == customer
+        if rule.clock == "relationship_end":  # an active customer
+            assert category["deletion"] == [{"when": {"en": "while the relationship lasts",
+                                                      "da": "så længe kundeforholdet består"}, "deleted_on": None}]
+        else:
+            years = [d["fiscal_year"] for d in category["deletion"]]
+            assert years == list(range(min(years), max(years) + 1))
+            assert category["deletion"][0]["deleted_on"] == f"{years[0] + 5 + 1}-01-01"
+    invoice_ids = {r["invoice_id"] for c in report["categories"] for t in c["tables"] if t["table"] == "invoices"
+                   for r in t["rows"]}
+    payments = next(t for c in report["categories"] for t in c["tables"] if t["table"] == "payments")
+    assert {r["invoice_id"] for r in payments["rows"]} <= invoice_ids
+
+    page = Path(result["html_file"]).read_text(encoding="utf-8")
+    for rule in policy.rules:
+        assert rule.category.en in page
+    assert "while the relationship lasts" in page
+    name = telco.scalar("SELECT company_name FROM customers WHERE customer_id = %s", (customer,))
+    assert name in page
+    cdr_numbers = telco.rows("SELECT b_number FROM cdrs WHERE customer_id = %s", (customer,))
+    assert not any(number in page for (number,) in cdr_numbers), "CDRs are summarised, not listed, in HTML"
+    for kind, count in telco.rows("SELECT kind, count(*) FROM cdrs WHERE customer_id = %s GROUP BY kind",
+                                  (customer,)):
+        assert f"<td>{kind}</td><td>{count}</td>" in page
+
+    # nothing changed, and the audit row carries counts and the checksum, no personal data
+    assert telco.fingerprint(exclude=("lifecycle_audit",)) == before
+    action, details = telco.rows("SELECT action, details::text FROM lifecycle_audit WHERE customer_id = %s",
+                                 (customer,))[0]
+    assert action == "subject_access_export"
+    assert result["sha256"] in details and name not in details
+    assert name not in json.dumps(result)
+
+
+def test_ended_customer_gets_deletion_dates(telco, run_dag):
+    customer = telco.scalar("""SELECT customer_id FROM customers WHERE relationship_ended_on > %s - 365
+                               ORDER BY customer_id LIMIT 1""", (ANCHOR,))
+    ended = telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,))
+    dag_run, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
+    assert dag_run.state == "success"
+    report = json.loads(Path(xcom["export_customer_data"]["json_file"]).read_text(encoding="utf-8"))
+    crm = next(c for c in report["categories"] if c["rule"] == "crm_master_data")
+    assert crm["deletion"][0]["deleted_on"] == ended.replace(year=ended.year + 1).isoformat()
+
+
+def test_export_streams_cdrs_in_constant_memory(telco):
+    """Python memory stays flat whether the customer has 20 or 20,000 CDRs."""
+    from telco_lifecycle import audit, subject_access
+    from telco_lifecycle.database import connect
+
+    customer = customer_with_everything(telco)
+
+    def peak_after_adding(extra: int) -> int:
+        telco.execute("""INSERT INTO cdrs (customer_id, a_number, b_number, started_at, duration_s, kind)
+                         SELECT %s, '+4512345678', '+4587654321', timestamptz '2026-01-01' + n * interval '1 minute',
+                                60, 'call' FROM generate_series(1, %s) n""", (customer, extra))
+        conn = connect(telco.url)
+        tracemalloc.start()
+        subject_access.export(conn, customer, "test", ANCHOR, audit.RunContext(run_id=f"memory_{extra}"))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        conn.close()
+        return peak
+
+    small = peak_after_adding(0)
+    large = peak_after_adding(20000)
+    assert large < small + 1_000_000, (small, large)
+
+
+def test_unknown_customer_fails_and_writes_nothing(telco, run_dag):
+    before = telco.fingerprint(exclude=())
+    dag_run, _ = run_dag("data_subject_access", {"customer_id": 987654321, "requested_by": "test"}, RUN_DATE)
+    assert dag_run.state == "failed"
+    assert telco.fingerprint(exclude=()) == before
