@@ -26,9 +26,7 @@ test: install
 airflow: install
 	@eval "$$($(BIN)/lifecycle env)" && \
 	  $(BIN)/lifecycle migrate && \
-	  airflow db migrate >/dev/null && \
-	  echo "Airflow UI: http://localhost:8080  (user admin; password: see $$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated once started)" && \
-	  AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin exec airflow standalone
+	  exec $(BIN)/python -m telco_lifecycle.airflow_local
 
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -36,6 +36,8 @@ os.environ.update(airflow_environment(
     airflow_url=ensure_database(SERVER, AIRFLOW_DB),
     airflow_home=str(_tmp / "airflow"),
 ))
+# Where artifacts for people go (e2e screenshots): the reports folder the user chose.
+USER_REPORTS_DIR = os.environ.get("LIFECYCLE_REPORTS_DIR") or str(project_dir() / "reports")
 os.environ["LIFECYCLE_REPORTS_DIR"] = str(_tmp / "reports")
 os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_tmp / "airflow" / "logs")
 

@@ -1,0 +1,68 @@
+"""A real Airflow for the end-to-end tests, driven only from the outside.
+
+One Airflow per session (api-server, scheduler, dag-processor, triggerer; LocalExecutor) on a
+temporary AIRFLOW_HOME, its own metadata database and its own copy of the seeded telecom
+database. The Celery variant (test_celery.py) adds Redis and a worker. Every process is
+stopped when the session (or module) ends, also after a failure."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import USER_REPORTS_DIR
+
+from e2e.harness import running_airflow
+from telco_lifecycle.airflow_local import free_port
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory, seeded_template):
+    """The session's Airflow (LocalExecutor)."""
+    with running_airflow(tmp_path_factory, seeded_template, "local") as airflow:
+        yield airflow
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A private redis-server on a free port when installed, else the machine's on 6379."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        yield "redis://127.0.0.1:6379/7"
+        return
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(folder)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_redis(port, server)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _wait_for_redis(port: int, server: subprocess.Popen, timeout: float = 20) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return
+        except redis.ConnectionError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def screenshots_dir() -> Path:
+    """Where the browser test leaves its screenshots for people: LIFECYCLE_REPORTS_DIR/screenshots."""
+    path = Path(USER_REPORTS_DIR) / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
