@@ -1,0 +1,363 @@
+"""Scheduled retention: remove what a rule of the policy says is due at `as_of`.
+
+Everything is derived from the policy's rule: which customers are due (the clock:
+relationship end + period, or the fiscal year + period), and per data item the
+statement (`delete` removes rows, `anonymise` clears the listed columns and stamps
+the kept `*_purged_on` column). Work goes customer by customer, one transaction
+each with its audit rows, in batches of BATCH_SIZE customers with progress in the
+log. Every statement carries `NOT lifecycle_on_hold(...)`; customers under a hold
+in force are skipped and the skip is recorded. Wholly expired CDR months are
+dropped as partitions (migration 0004) before the per-customer deletes.
+
+Also the factory of the three purge DAGs (`purge_dag`), which imports Airflow only
+when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import math
+from zoneinfo import ZoneInfo
+
+from telco_lifecycle import audit
+from telco_lifecycle.customers import holds_in_force
+from telco_lifecycle.database import run_lock, transaction
+from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
+from telco_lifecycle.settings import TIMEZONE, read_sql
+
+log = logging.getLogger("telco_lifecycle.retention")
+
+BATCH_SIZE = 200  # customers per batch; each customer is its own transaction
+PURGED_MARK = "_purged_on"  # a kept column with this suffix records the day the rule was applied
+
+
+class RetentionRefused(ValueError):
+    """The run cannot be carried out as asked; nothing was changed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scope:
+    """One rule at one `as_of`: the SQL that finds what is due, and its parameters."""
+
+    rule: Rule
+    as_of: dt.date
+    policy: Policy
+
+    @property
+    def params(self) -> dict:
+        params = {"as_of": self.as_of, "period_years": self.rule.period_years, "rule": self.rule.id}
+        if self.rule.clock == "fiscal_year_end":
+            fiscal_year = self.due_fiscal_year()
+            next_day = self.policy.fiscal_year_end_date(fiscal_year) + dt.timedelta(days=1)
+            params.update(due_fiscal_year=fiscal_year,
+                          fiscal_cutoff=dt.datetime.combine(next_day, dt.time(), ZoneInfo(TIMEZONE)))
+        return params
+
+    def due_fiscal_year(self) -> int:
+        """The latest fiscal year whose material is due at `as_of` (by `Rule.deadline`)."""
+        year = self.as_of.year - self.rule.period_years + 1
+        while self.rule.deadline(self.policy.fiscal_year_end_date(year)) > self.as_of:
+            year -= 1
+        return year
+
+    def customer_clock(self, customer: str = "c") -> str:
+        """Condition on a customer row (alias `customer`) that its clock for this rule has run out."""
+        if self.rule.clock == "relationship_end":
+            return (f"{customer}.relationship_ended_on + make_interval(years => %(period_years)s)"
+                    " <= %(as_of)s")
+        return "TRUE"  # fiscal-year clocks date each row, see due_rows
+
+    def due_rows(self, item: DataItem, customer: str) -> str:
+        """Condition selecting the rows of `item.table` of `customer` that are due (the
+        customer's own clock, see customer_clock, is checked separately)."""
+        if item.dated_by and "." in item.dated_by:  # dated by the table it reaches its customer through
+            via, column = item.subject.via, item.subject.column
+            condition = (f"{column} IN (SELECT {column} FROM {via} WHERE customer_id = {customer}"
+                         f" AND {_dated(item)})")
+        else:
+            condition = item.subject_filter(customer) + (f" AND {_dated(item)}" if item.dated_by else "")
+        if item.action == "anonymise":
+            remaining = [f"{c} IS NOT NULL" for c in item.columns] + [f"{c} IS NULL" for c in _marks(item)]
+            condition += f" AND ({' OR '.join(remaining)})"
+        return condition
+
+    def due_customers_sql(self) -> str:
+        """Customers with something due under this rule, held or not, in id order."""
+        anything = " OR ".join(f"EXISTS (SELECT 1 FROM {item.table} WHERE {self.due_rows(item, 'c.customer_id')})"
+                               for item in self.rule.data)
+        return (f"SELECT c.customer_id, lifecycle_on_hold(c.customer_id) FROM customers c"
+                f" WHERE {self.customer_clock()} AND ({anything})")
+
+    def statement(self, item: DataItem) -> str:
+        """The purge of one customer's due rows of `item` (parameter %(customer_id)s)."""
+        where = f"{self.due_rows(item, '%(customer_id)s')} AND NOT lifecycle_on_hold(%(customer_id)s)"
+        if item.action == "delete":
+            return f"DELETE FROM {item.table} WHERE {where}"
+        cleared = [f"{c} = NULL" for c in item.columns] + [f"{c} = coalesce({c}, %(as_of)s)" for c in _marks(item)]
+        return f"UPDATE {item.table} SET {', '.join(cleared)} WHERE {where}"
+
+
+def _dated(item: DataItem) -> str:
+    column = item.dated_by.rsplit(".", 1)[-1]
+    if column == "fiscal_year":
+        return f"{column} <= %(due_fiscal_year)s"
+    return f"{column} < %(fiscal_cutoff)s"  # a timestamp: its Copenhagen date's fiscal year
+
+
+def _marks(item: DataItem) -> list[str]:
+    return [c for c in item.kept_columns if c.endswith(PURGED_MARK)]
+
+
+def scope(rule_id: str, as_of: dt.date, policy: Policy | None = None) -> Scope:
+    policy = policy or load_policy()
+    rule = policy.rule(rule_id)
+    if rule.trigger != "schedule":
+        raise RetentionRefused(f"rule {rule_id!r} is not a scheduled rule (trigger {rule.trigger!r})")
+    return Scope(rule, as_of, policy)
+
+
+def check_as_of(as_of: dt.date, run_date: dt.date) -> None:
+    if as_of > run_date:
+        raise RetentionRefused(
+            f"as_of {as_of} is after the run's date {run_date}: purging as of a future day would delete "
+            "data before it is due; nothing was changed (give the run a logical date instead)")
+
+
+def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> dict:
+    """What the rule would remove at `as_of` (exact counts per table; read only)."""
+    s = scope(rule_id, as_of, policy)
+    params = s.params
+    due = {}
+    with transaction(conn) as cur:
+        for item in s.rule.data:
+            cur.execute(f"SELECT coalesce(sum((SELECT count(*) FROM {item.table}"
+                        f" WHERE {s.due_rows(item, 'c.customer_id')})), 0)::bigint FROM customers c"
+                        f" WHERE {s.customer_clock()} AND NOT lifecycle_on_hold(c.customer_id)", params)
+            due[item.table] = cur.fetchone()[0]
+        cur.execute(f"SELECT count(*), count(*) FILTER (WHERE on_hold) FROM ({s.due_customers_sql()}) d(id, on_hold)",
+                    params)
+        customers, held = cur.fetchone()
+        partitions = _expired_partitions(cur, s, params)
+    conn.rollback()
+    return {"rule": s.rule.id, "as_of": as_of.isoformat(), "due": due, "customers": customers - held,
+            "held_customers": held, "partitions": partitions,
+            "anything_due": bool(sum(due.values()) or partitions)}
+
+
+def _expired_partitions(cur, s: Scope, params: dict) -> list[str]:
+    if "cdrs" not in s.rule.tables or "fiscal_cutoff" not in params:
+        return []
+    cur.execute(read_sql("retention/expired_cdr_partitions.sql"), params)
+    return [row[0] for row in cur.fetchall()]
+
+
+def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bool = False,
+          policy: Policy | None = None, batch_size: int = BATCH_SIZE) -> dict:
+    """Remove what the rule says is due at `as_of`; a dry run only counts and records that."""
+    s = scope(rule_id, as_of, policy)
+    with run_lock(conn, f"purge:{s.rule.id}"):
+        planned = plan(conn, rule_id, as_of, policy)
+        if dry_run:
+            _record_dry_run(conn, s, planned, run)
+            return {**planned, "dry_run": True, "removed": {t: 0 for t in planned["due"]},
+                    "message": f"rule {s.rule.id} as of {as_of}: DRY RUN, would remove "
+                               + _counts(planned["due"])}
+        removed = {item.table: 0 for item in s.rule.data}
+        dropped = [_drop_partition(conn, s, name, run) for name in planned["partitions"]]
+        for result in dropped:
+            removed["cdrs"] += result["rows"]
+        skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
+    message = (f"rule {s.rule.id} as of {as_of}: removed {_counts(removed)} of {purged} customer(s)"
+               + (f" and dropped {len(dropped)} CDR partition(s)" if dropped else "")
+               + (f"; skipped {len(skipped)} customer(s) under legal hold" if skipped else ""))
+    log.info(message)
+    return {**planned, "dry_run": False, "removed": removed, "customers_purged": purged,
+            "partitions_dropped": dropped, "skipped_legal_hold": skipped, "message": message}
+
+
+def _counts(per_table: dict[str, int]) -> str:
+    return ", ".join(f"{n} {table}" for table, n in per_table.items())
+
+
+def _record_dry_run(conn, s: Scope, planned: dict, run: audit.RunContext) -> None:
+    events = []
+    with transaction(conn) as cur:
+        for item in s.rule.data:
+            events.append(audit.record(cur, audit.Action(
+                item.action, s.rule.id, None, item.table, planned["due"][item.table], s.as_of, True,
+                {"partitions": planned["partitions"]} if item.table == "cdrs" and planned["partitions"] else {}), run))
+    audit.emit(events)
+
+
+def _drop_partition(conn, s: Scope, name: str, run: audit.RunContext) -> dict:
+    """Drop one wholly expired CDR month (held rows kept) with its audit row, in one transaction."""
+    with transaction(conn) as cur:
+        cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
+        total, kept = cur.fetchone()
+        event = audit.record(cur, audit.Action("drop_partition", s.rule.id, None, "cdrs", total - kept, s.as_of,
+                                               False, {"partition": name, "kept_for_legal_hold": kept}), run)
+    audit.emit([event])
+    return {"partition": name, "rows": total - kept, "kept_for_legal_hold": kept}
+
+
+def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
+    """Customer by customer, in batches walked by id (memory stays bounded)."""
+    params = s.params
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM ({s.due_customers_sql()}) d", params)
+        total = cur.fetchone()[0]
+    conn.rollback()
+    batches = math.ceil(total / batch_size)
+    skipped, purged, after = [], 0, 0
+    for number in range(1, batches + 1):
+        with conn.cursor() as cur:
+            cur.execute(f"{s.due_customers_sql()} AND c.customer_id > %(after)s ORDER BY c.customer_id"
+                        " LIMIT %(limit)s", {**params, "after": after, "limit": batch_size})
+            batch = cur.fetchall()
+        conn.rollback()
+        for customer_id, on_hold in batch:
+            if on_hold:
+                skipped.append(_skip(conn, s, customer_id, run))
+                continue
+            for table, n in _purge_customer(conn, s, customer_id, run).items():
+                removed[table] += n
+            purged += 1
+        after = batch[-1][0] if batch else after
+        log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
+                 s.rule.id, number, batches, len(batch), _counts(removed))
+    return skipped, purged
+
+
+def _purge_customer(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict[str, int]:
+    params = {**s.params, "customer_id": customer_id}
+    events, removed = [], {}
+    with transaction(conn) as cur:
+        for item in s.rule.data:
+            cur.execute(s.statement(item), params)
+            removed[item.table] = cur.rowcount
+            if cur.rowcount:
+                events.append(audit.record(cur, audit.Action(
+                    item.action, s.rule.id, customer_id, item.table, cur.rowcount, s.as_of), run))
+    audit.emit(events)
+    return removed
+
+
+def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
+    """Record (once per date) that a held customer's due data was kept."""
+    events = []
+    with transaction(conn) as cur:
+        cases = holds_in_force(cur, customer_id)
+        cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
+        if not cur.fetchone()[0]:
+            events.append(audit.record(cur, audit.Action(
+                "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
+                {"case_references": cases}), run))
+    audit.emit(events)
+    log.info("rule %s: customer %s skipped: legal hold (case %s)", s.rule.id, customer_id, ", ".join(cases))
+    return {"customer_id": customer_id, "case_references": cases}
+
+
+# --- The purge DAGs (crm_retention, contract_archive_retention, accounting_retention) ---
+
+SCHEDULE = "0 2 * * *"  # daily, 02:00 Copenhagen time
+
+
+def as_of_param():
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date", title="As of",
+                 description="The day the rules are applied for (YYYY-MM-DD). Empty: the run's logical date. "
+                             "Not after the run's date.")
+
+
+def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False):
+    """A daily DAG applying one scheduled rule: plan (exact counts, the before snapshot)
+    -> purge (dry-run capable) -> verify (the retention_verification checks of the rule
+    plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
+    run when nothing is due."""
+    from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+    from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+
+    @dag(
+        dag_id=dag_id,
+        schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        doc_md=doc_md,
+        tags=TAGS + ["retention", rule_id],
+        default_args=DEFAULT_ARGS,
+        template_searchpath=TEMPLATE_SEARCHPATH,
+        params={
+            "as_of": as_of_param(),
+            "dry_run": Param(False, type="boolean", title="Dry run",
+                             description="Only count what is due, per table; change nothing."),
+        },
+    )
+    def retention_dag():
+        @(task.short_circuit if acts_only_when_due else task)(retries=0)
+        def plan_purge():
+            """Exact counts of what is due, and the before snapshot for verification (read only)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from telco_lifecycle.airflow_support import as_of_date, run_date, telco_connection
+            from telco_lifecycle.retention_checks import snapshot
+
+            context = get_current_context()
+            as_of = as_of_date(context, context["params"])
+            try:
+                check_as_of(as_of, run_date(context))
+            except RetentionRefused as refused:
+                raise AirflowFailException(str(refused)) from refused
+            conn = telco_connection()
+            try:
+                planned = plan(conn, rule_id, as_of)
+                before = snapshot(conn, rule_id, as_of)
+            finally:
+                conn.close()
+            log.info("rule %s as of %s: due %s; %d customer(s) under legal hold have due data",
+                     rule_id, as_of, _counts(planned["due"]), planned["held_customers"])
+            if acts_only_when_due and not planned["anything_due"]:
+                log.info("rule %s: nothing is due as of %s; the run stops here", rule_id, as_of)
+                return False
+            return {**planned, "before": before}
+
+        @task
+        def purge_due(planned: dict) -> dict:
+            """Remove what is due, customer by customer (and CDR month by month), with audit rows."""
+            from telco_lifecycle.airflow_support import run_context, telco_connection
+
+            context = get_current_context()
+            conn = telco_connection()
+            try:
+                result = purge(conn, rule_id, dt.date.fromisoformat(planned["as_of"]), run_context(context),
+                               dry_run=bool(context["params"]["dry_run"]))
+            finally:
+                conn.close()
+            print(result["message"])
+            return result
+
+        @task
+        def verify_retention(planned: dict, result: dict) -> dict:
+            """Great Expectations: nothing due remains, nothing else is gone, held data intact."""
+            from telco_lifecycle.airflow_support import telco_url
+            from telco_lifecycle.retention_checks import verify
+
+            context = get_current_context()
+            as_of = dt.date.fromisoformat(result["as_of"])
+            due = {t: 0 if result["dry_run"] else n for t, n in result["due"].items()}
+            checks = verify(telco_url(), as_of, f"{dag_id}_{context['run_id']}",
+                            rule_ids=[] if result["dry_run"] else [rule_id],
+                            expected={"rule": rule_id, "before": planned["before"], "due": due})
+            return {key: result[key] for key in ("rule", "as_of", "dry_run", "due", "removed", "message")} | {
+                "skipped_legal_hold": len(result.get("skipped_legal_hold", [])),
+                "partitions_dropped": [p["partition"] for p in result.get("partitions_dropped", [])],
+                "verification": "passed", "checks": len(checks)}
+
+        planned = plan_purge()
+        verify_retention(planned, purge_due(planned))
+
+    return retention_dag()

@@ -1,0 +1,102 @@
+"""crm_retention and contract_archive_retention through dag.test() at the boundary days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from retention_helpers import add_customer, at, hold, rows_of
+
+D = dt.date
+
+
+def test_crm_retention_boundaries_29_february_and_rerun(telco, run_dag):
+    # as_of 2025-02-28: deadlines the day before, on the day (29 Feb + 1 year = 28 Feb), the day after
+    add_customer(telco, 100001, D(2024, 2, 27))
+    add_customer(telco, 100002, D(2024, 2, 29))
+    add_customer(telco, 100003, D(2024, 3, 1))
+    add_customer(telco, 100004, None)
+    kept_before = {c: rows_of(telco, c) for c in (100003, 100004)}
+
+    dag_run, xcom = run_dag("crm_retention", {}, at(D(2025, 2, 28)))
+
+    assert dag_run.state == "success"
+    for customer in (100001, 100002):
+        assert rows_of(telco, customer) == {
+            "pbx_configs": 0, "sip_peers": 0, "crm_correspondence": 0, "contacts": 0, "phone_numbers": 0,
+            "customers": 0, "archived_contracts": 1, "cdrs": 0, "payments": 0, "invoices": 0}
+        assert telco.rows("SELECT relationship_ended_on IS NOT NULL, crm_purged_on, cvr, email FROM customers"
+                          " WHERE customer_id = %s", (customer,)) == [(True, D(2025, 2, 28), None, None)]
+    for customer, before in kept_before.items():
+        assert rows_of(telco, customer) == before
+    summary = xcom["verify_retention"]
+    assert summary["verification"] == "passed" and summary["as_of"] == "2025-02-28"
+    assert summary["removed"] == summary["due"] and summary["removed"]["customers"] >= 2
+    audit = telco.rows("SELECT action, table_name, row_count FROM lifecycle_audit WHERE customer_id = 100002"
+                       " ORDER BY audit_id")
+    assert audit == [("delete", "crm_correspondence", 1), ("delete", "contacts", 1),
+                     ("delete", "phone_numbers", 1), ("anonymise", "customers", 1)]
+
+    # the day after: 100003 is due; a re-run of that date changes nothing, not even the audit trail
+    dag_run, xcom = run_dag("crm_retention", {"as_of": "2025-03-01"}, at(D(2025, 3, 1)))
+    assert dag_run.state == "success"
+    assert rows_of(telco, 100003)["customers"] == 0 and rows_of(telco, 100004) == kept_before[100004]
+    before = telco.fingerprint(exclude=())
+    dag_run, xcom = run_dag("crm_retention", {"as_of": "2025-03-01"}, at(D(2025, 3, 1), hour=4))
+    assert dag_run.state == "success"
+    assert sum(xcom["verify_retention"]["removed"].values()) == 0
+    assert telco.fingerprint(exclude=()) == before
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
+
+
+def test_contract_archive_boundaries(telco, run_dag):
+    add_customer(telco, 100011, D(2020, 2, 27))
+    add_customer(telco, 100012, D(2020, 2, 29))   # + 5 years = 2025-02-28
+    add_customer(telco, 100013, D(2020, 3, 1))
+
+    dag_run, xcom = run_dag("contract_archive_retention", {}, at(D(2025, 2, 28)))
+
+    assert dag_run.state == "success"
+    assert [rows_of(telco, c)["archived_contracts"] for c in (100011, 100012, 100013)] == [0, 0, 1]
+    assert rows_of(telco, 100012)["contacts"] == 1  # another rule's data stays
+    assert xcom["verify_retention"]["verification"] == "passed"
+
+
+def test_dry_run_counts_exactly_and_changes_nothing(telco, run_dag):
+    before = telco.fingerprint()
+
+    dag_run, xcom = run_dag("crm_retention", {"dry_run": True}, at(D(2026, 6, 15)))
+
+    assert dag_run.state == "success"
+    assert telco.fingerprint() == before
+    would = xcom["verify_retention"]["due"]
+    assert xcom["verify_retention"]["dry_run"] is True and would["customers"] > 10
+    assert telco.scalar("SELECT bool_and(dry_run) FROM lifecycle_audit WHERE rule = 'crm_master_data'")
+
+    dag_run, xcom = run_dag("crm_retention", {}, at(D(2026, 6, 15), hour=4))
+    assert xcom["verify_retention"]["removed"] == would
+
+
+def test_legal_hold_blocks_then_release_purges(telco, run_dag):
+    add_customer(telco, 100021, D(2020, 1, 1))
+    before = rows_of(telco, 100021)
+    assert hold(run_dag, 100021, "place")[0].state == "success"
+
+    for dag_id in ("crm_retention", "contract_archive_retention"):
+        dag_run, xcom = run_dag(dag_id, {}, at(D(2026, 6, 15)))
+        assert dag_run.state == "success" and xcom["verify_retention"]["skipped_legal_hold"] >= 1
+    assert rows_of(telco, 100021) == before
+    skipped = telco.rows("SELECT rule, details->'case_references' FROM lifecycle_audit"
+                         " WHERE customer_id = 100021 AND action = 'skipped_legal_hold' ORDER BY audit_id")
+    assert skipped == [("crm_master_data", ["SKP-TEST-1"]), ("archived_contracts", ["SKP-TEST-1"])]
+
+    assert hold(run_dag, 100021, "release")[0].state == "success"
+    dag_run, _ = run_dag("crm_retention", {}, at(D(2026, 6, 15), hour=4))
+    assert dag_run.state == "success"
+    assert rows_of(telco, 100021)["contacts"] == 0 and rows_of(telco, 100021)["archived_contracts"] == 1
+
+
+def test_as_of_after_the_run_date_is_refused(telco, run_dag):
+    before = telco.fingerprint(exclude=())
+    dag_run, _ = run_dag("crm_retention", {"as_of": "2031-01-01"}, at(D(2026, 6, 15)))
+    assert dag_run.state == "failed"
+    assert telco.fingerprint(exclude=()) == before
