@@ -372,7 +372,7 @@ td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}td.n{text-align:ri
 .bad{background:#fdd;border:2px solid #c00;padding:1em}.good{background:#dfd;padding:1em}"""
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def html_table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(
         f"<td class='n'>{v}</td>" if isinstance(v, int) else f"<td>{html.escape(str(v))}</td>" for v in row)
@@ -427,13 +427,13 @@ def render_html(s: dict) -> str:
                    f"event in the task logs and every event its row; the hash chain is intact.</div>")
     else:
         verdict = ("<div class='bad'><h2>Problems: the task logs and the audit trail disagree</h2>"
-                   + _table(["audit id", "problem", "dag", "run", "task"],
+                   + html_table(["audit id", "problem", "dag", "run", "task"],
                             [[m["audit_id"], m["problem"], m["dag_id"], m["run_id"], m["task_id"]]
                              for m in s["mismatches"]])
                    + "<h3>Hash chain breaks</h3>"
-                   + _table(["audit id", "problem"], [[b["audit_id"], b["problem"]] for b in s["chain_breaks"]])
+                   + html_table(["audit id", "problem"], [[b["audit_id"], b["problem"]] for b in s["chain_breaks"]])
                    + "</div>")
-    rules = _table(
+    rules = html_table(
         ["rule", "customers", "rows removed", "runs", "failed runs", "skips for legal hold", "dry-run actions",
          "verification checks passed", "verification checks failed"],
         [[r["rule"], r["customers"], r["rows_removed"], r["runs"], r["failed_runs"], r["legal_hold_skips"],
@@ -448,8 +448,8 @@ Events read from {html.escape(s['log_source'])} ({s['task_logs_read']} task log(
 Period in Europe/Copenhagen dates of when the action was recorded.</p>
 <h2>Per rule</h2>{rules}
 <h2>Rows removed per rule, by the day the rule was applied for</h2>{deletions_chart(s['deletions_over_time'])}
-<h2>Failed verification checks</h2>{_table(["rule", "check"], failed_checks) if failed_checks else "<p>None.</p>"}
-<h2>Failed runs</h2>{_table(["dag", "run"], [[f["dag_id"], f["run_id"]] for f in s["failed_runs"]])
+<h2>Failed verification checks</h2>{html_table(["rule", "check"], failed_checks) if failed_checks else "<p>None.</p>"}
+<h2>Failed runs</h2>{html_table(["dag", "run"], [[f["dag_id"], f["run_id"]] for f in s["failed_runs"]])
                      if s["failed_runs"] else "<p>None.</p>"}
 <p>Every action: <a href="{html.escape(Path(s['csv']).name)}">{html.escape(Path(s['csv']).name)}</a>;
 summary: <a href="{html.escape(Path(s['json']).name)}">{html.escape(Path(s['json']).name)}</a>.</p>

@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("policy", help="validate the retention policy and print its rules")
     p.add_argument("--markdown", action="store_true", help="the rules table for the README")
 
+    p = with_db(sub.add_parser("audit-report", help="reconcile the task logs with the audit trail; HTML, CSV, JSON"))
+    p.add_argument("--from", dest="period_start", type=dt.date.fromisoformat, required=True, help="first day")
+    p.add_argument("--to", dest="period_end", type=dt.date.fromisoformat, required=True, help="last day (inclusive)")
+    p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON)"))
+    p.add_argument("--customer-id", type=int, required=True)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return COMMANDS[args.command](args) or 0
@@ -79,7 +85,34 @@ def _policy(args) -> None:
         print(f"{rule.id}: {', '.join(rule.tables)}; {rule.period_years} year(s) after {rule.clock}")
 
 
-COMMANDS = {"migrate": _migrate, "seed": _seed, "env": _env, "stop-server": _stop_server, "policy": _policy}
+def _audit_report(args) -> int:
+    from telco_lifecycle.audit_report import build_report
+    from telco_lifecycle.database import connect
+
+    conn = connect(settings.telco_database_url(args.database_url))
+    summary = build_report(conn, args.period_start, args.period_end)
+    print(f"audit report: {summary['html']}\n  {summary['audit_rows']} action(s), {summary['customers_removed']}"
+          f" customer(s) and {summary['rows_removed']} row(s) removed; {len(summary['mismatches'])} mismatch(es),"
+          f" {len(summary['chain_breaks'])} chain break(s)\n  CSV {summary['csv']}\n  JSON {summary['json']}")
+    return 0 if summary["ok"] else 1
+
+
+def _certificate(args) -> None:
+    from telco_lifecycle.certificate import build_certificate
+    from telco_lifecycle.customers import UnknownCustomer
+    from telco_lifecycle.database import connect
+
+    conn = connect(settings.telco_database_url(args.database_url))
+    try:
+        certificate = build_certificate(conn, args.customer_id)
+    except UnknownCustomer as unknown:
+        raise SystemExit(str(unknown)) from unknown
+    print(f"deletion certificate: {certificate['html']} (rules applied: {', '.join(certificate['rules_applied'])}"
+          f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
+
+
+COMMANDS = {"migrate": _migrate, "seed": _seed, "env": _env, "stop-server": _stop_server, "policy": _policy,
+            "audit-report": _audit_report, "certificate": _certificate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,9 @@ def prepare() -> str:
     localenv.drop_database(server, localenv.TELCO_DATABASE)
     env = localenv.local_environment()
     os.environ.update(env)
+    from telco_lifecycle.audit_report import log_folder
+
+    shutil.rmtree(log_folder(), ignore_errors=True)  # task logs of the dropped database's runs
     from telco_lifecycle.database import connect
     from telco_lifecycle.migrations import migrate
     from telco_lifecycle.seed import seed
@@ -43,10 +47,11 @@ def run_dag(dag_id: str, conf: dict, logical_date=None) -> dict:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from telco_lifecycle.audit_report import test_dag_with_task_logs
     from telco_lifecycle.settings import project_dir
 
     dag = DagBag(dag_folder=str(project_dir() / "dags")).get_dag(dag_id)
-    dag_run = dag.test(run_conf=conf, logical_date=logical_date)
+    dag_run = test_dag_with_task_logs(dag, run_conf=conf, logical_date=logical_date)  # task logs in the log folder
     if dag_run.state != "success":
         raise SystemExit(f"!! {dag_id} ended {dag_run.state}; see the log above")
     with create_session() as session:
@@ -78,6 +83,21 @@ def main() -> None:
     print(f"== offboarding: {summary['message']}; verification {summary['verification']}"
           f" ({summary['checks']} Great Expectations checks)")
     print(json.dumps(summary, indent=2))
+    print_audit_report()
+
+
+def print_audit_report() -> None:
+    """The audit report of today's runs (the demo database is fresh): path and headline figures."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.settings import TIMEZONE
+
+    today = dt.datetime.now(ZoneInfo(TIMEZONE)).date().isoformat()
+    report = run_dag("audit_report", {"period_start": today, "period_end": today})["audit_report"]
+    print(f"== audit report: {report['html']}\n   {report['audit_rows']} audit row(s) reconciled with the task logs"
+          f" ({'no mismatch, hash chain intact' if report['ok'] else 'MISMATCHES'}); {report['customers_removed']}"
+          f" customer(s) and {report['rows_removed']} row(s) removed; CSV {report['csv']}")
 
 
 if __name__ == "__main__":
