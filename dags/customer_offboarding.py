@@ -31,7 +31,7 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
     start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
-    tags=TAGS + ["offboarding"],
+    tags=TAGS + ["offboarding", "pbx_sip_config"],  # the rule it applies (the status page)
     default_args=DEFAULT_ARGS,
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={

@@ -1,0 +1,19 @@
+"""The "Retention status" page in the Airflow UI: telco_lifecycle.status served by the API
+server under /retention-status (HTML at /, JSON at /api/status, both behind Airflow's login)
+and shown in the UI's navigation as an external view (at /plugin/retention-status)."""
+
+from airflow.plugins_manager import AirflowPlugin
+
+from telco_lifecycle.status import URL_PREFIX, create_app
+
+
+class RetentionStatusPlugin(AirflowPlugin):
+    name = "retention_status"
+    fastapi_apps = [{"name": "Retention status", "app": create_app(), "url_prefix": URL_PREFIX}]
+    external_views = [{
+        "name": "Retention status",
+        "href": URL_PREFIX + "/",
+        "url_route": "retention-status",
+        "destination": "nav",
+        "nav_top_level": True,
+    }]
