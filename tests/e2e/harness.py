@@ -4,6 +4,7 @@ official Python client (`apache-airflow-client`) with a few helpers around it.""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import time
 import urllib.request
@@ -14,6 +15,7 @@ import pytest
 
 from telco_lifecycle.airflow_local import LocalAirflow, free_port
 from telco_lifecycle.audit import parse_event
+from telco_lifecycle.policy import Rule, add_years, load_policy
 from telco_lifecycle.localenv import airflow_environment, drop_database, ensure_database
 from telco_lifecycle.settings import AUDIT_LOGGER, project_dir, with_database
 from conftest import SERVER, TelcoDatabase
@@ -128,6 +130,17 @@ class AirflowE2E:
         run_id = self.trigger(dag_id, conf)
         return run_id, self.wait(dag_id, run_id)
 
+    def wait_for_scheduled_runs(self, dag_id: str, timeout: float = RUN_TIMEOUT) -> None:
+        """Until the scheduler has created the DAG's scheduled run(s) and they have finished."""
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = self.runs.get_dag_runs(dag_id, run_type=["scheduled"]).dag_runs
+            if runs and all(run.state.value in FINISHED for run in runs):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"scheduled runs of {dag_id}: {[(r.dag_run_id, r.state) for r in runs]}")
+            time.sleep(1)
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         instances = self.tasks.get_task_instances(dag_id, run_id).task_instances
         return {ti.task_id: ti.state.value if ti.state else None for ti in instances}
@@ -140,10 +153,32 @@ class AirflowE2E:
         assert response.status == 200, response.data
         return [json.loads(line) for line in response.data.decode().splitlines() if line.strip()]
 
-    def audit_events(self, dag_id: str, run_id: str, task_id: str) -> list[dict]:
+    def audit_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[dict]:
         """The audit events a task logged (logger telco_lifecycle.audit, message prefix `AUDIT `)."""
-        return [parse_event(m["event"]) for m in self.log_messages(dag_id, run_id, task_id)
+        return [parse_event(m["event"]) for m in self.log_messages(dag_id, run_id, task_id, try_number)
                 if m.get("logger") == AUDIT_LOGGER and parse_event(m["event"])]
+
+    def run_audit_events(self, dag_id: str, run_id: str) -> list[dict]:
+        """Every audit event the run's tasks logged, over all their tries, in audit order."""
+        events = []
+        for ti in self.tasks.get_task_instances(dag_id, run_id).task_instances:
+            for try_number in range(1, (ti.try_number or 0) + 1):
+                events += self.audit_events(dag_id, run_id, ti.task_id, try_number)
+        return sorted(events, key=lambda e: e["audit_id"])
+
+    def answer_approval(self, dag_id: str, run_id: str, option: str, timeout: float = RUN_TIMEOUT) -> str:
+        """Wait for the run's human-in-the-loop request, answer it with `option`; its task id."""
+        deadline = time.monotonic() + timeout
+        while not (pending := self.tasks.get_hitl_details(dag_id, run_id, response_received=False).hitl_details):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no approval request in {dag_id} {run_id}: {self.task_states(dag_id, run_id)}")
+            time.sleep(1)
+        request = pending[0]
+        assert option in request.options, request.options
+        task_id = request.task_instance.task_id
+        self.tasks.update_hitl_detail(dag_id, run_id, task_id, -1,
+                                      self.client.UpdateHITLDetailPayload(chosen_options=[option]))
+        return task_id
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):
         entry = self.client.XComApi(self.api).get_xcom_entry(dag_id, task_id, run_id, "return_value")
@@ -164,3 +199,70 @@ def active_customer(telco: TelcoDatabase) -> int:
           AND EXISTS (SELECT 1 FROM pbx_configs p WHERE p.customer_id = c.customer_id)
           AND EXISTS (SELECT 1 FROM sip_peers s WHERE s.customer_id = c.customer_id)
         ORDER BY random() LIMIT 1""")
+
+
+
+def insert_ended_customer(telco: TelcoDatabase, customer_id: int, ended_on) -> None:
+    """A customer of our own (id >= 100000) with a row in every CRM table and a contract."""
+    telco.execute("""
+        INSERT INTO customers (customer_id, company_name, cvr, address, email, phone, relationship_ended_on)
+        VALUES (%(id)s, 'E2E Test ApS', '12345678', 'Testvej 1, 1000 København K', 'e2e@example.dk',
+                '+4570000000', %(ended)s);
+        INSERT INTO contacts (customer_id, full_name, email, role)
+        VALUES (%(id)s, 'Test Person', 'test@example.dk', 'billing');
+        INSERT INTO crm_correspondence (customer_id, sent_at, subject, body)
+        VALUES (%(id)s, %(ended)s, 'Opsigelse', 'Vi opsiger aftalen.');
+        INSERT INTO phone_numbers (number, customer_id, kind) VALUES (%(number)s, %(id)s, 'main');
+        INSERT INTO archived_contracts (customer_id, signed_on, document)
+        VALUES (%(id)s, %(ended)s - 1000, 'signed'::bytea);
+        """, {"id": customer_id, "ended": ended_on, "number": f"+4599{customer_id:06d}"})
+
+
+def personal_data_left(telco: TelcoDatabase, rule: Rule, customer_id: int) -> dict[str, int]:
+    """Per table of the rule, the customer's rows that still hold what the rule removes."""
+    left = {}
+    for item in rule.data:
+        where = item.subject_filter("%(customer_id)s")
+        if item.action == "anonymise":
+            where += " AND NOT (" + " AND ".join(f"{col} IS NULL" for col in item.columns) + ")"
+        left[item.table] = telco.scalar(f"SELECT count(*) FROM {item.table} WHERE {where}",
+                                        {"customer_id": customer_id})
+    return left
+
+
+def assert_run_logged_its_audit_rows(e2e: AirflowE2E, dag_id: str, run_id: str) -> list[tuple]:
+    """The audit events in the run's task logs are exactly the run's audit rows; those rows
+    as (audit_id, action, rule, customer_id, table_name, row_count, row_hash)."""
+    rows = e2e.telco.rows("SELECT audit_id, action, rule, customer_id, table_name, row_count, row_hash"
+                          " FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
+    events = e2e.run_audit_events(dag_id, run_id)
+    assert [(e["audit_id"], e["action"], e["rule"], e["customer_id"], e["table_name"], e["row_count"],
+             e["row_hash"]) for e in events] == rows
+    return rows
+
+
+def check_retention_run(e2e: AirflowE2E, dag_id: str, rule_id: str) -> None:
+    """A retention DAG (relationship-end clock) triggered with an `as_of` in the past removes
+    what was due on that day and keeps what fell due only after it: its clock is `as_of`."""
+    rule = load_policy().rule(rule_id)
+    e2e.unpause(dag_id)
+    e2e.wait_for_scheduled_runs(dag_id)  # unpausing a daily DAG runs its latest interval first
+    as_of = dt.date.today() - dt.timedelta(days=30)
+    due_end = add_years(as_of, -rule.period_years)
+    while rule.deadline(due_end) > as_of:
+        due_end -= dt.timedelta(days=1)
+    later_end = due_end + dt.timedelta(days=1)
+    assert as_of < rule.deadline(later_end) <= dt.date.today()
+    due, later = (e2e.telco.scalar("SELECT greatest(max(customer_id), 99999) FROM customers") + n for n in (1, 2))
+    insert_ended_customer(e2e.telco, due, due_end)
+    insert_ended_customer(e2e.telco, later, later_end)
+
+    run_id = e2e.trigger(dag_id, {"as_of": as_of.isoformat()})
+
+    assert e2e.wait(dag_id, run_id) == "success", e2e.task_states(dag_id, run_id)
+    assert personal_data_left(e2e.telco, rule, due) == {item.table: 0 for item in rule.data}
+    assert personal_data_left(e2e.telco, rule, later) == {item.table: 1 for item in rule.data}
+    rows = assert_run_logged_its_audit_rows(e2e, dag_id, run_id)
+    assert sorted((action, table, count) for _, action, _, customer, table, count, _ in rows if customer == due) \
+        == sorted((item.action, item.table, 1) for item in rule.data)
+    assert not [row for row in rows if row[3] == later]
