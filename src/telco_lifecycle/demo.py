@@ -83,7 +83,35 @@ def main() -> None:
     print(f"== offboarding: {summary['message']}; verification {summary['verification']}"
           f" ({summary['checks']} Great Expectations checks)")
     print(json.dumps(summary, indent=2))
+    walk_retention()
     print_audit_report()
+
+
+RETENTION_DAGS = ("crm_retention", "contract_archive_retention", "accounting_retention")
+
+
+def walk_retention() -> None:
+    """The daily retention DAGs at simulated dates (each run's logical date is its `as_of`)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.policy import add_years
+    from telco_lifecycle.settings import TIMEZONE
+
+    today = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
+    for years in (0, 1, 5, 6):
+        day = add_years(today, years)
+        moment = dt.datetime(day.year, day.month, day.day, 2, tzinfo=ZoneInfo(TIMEZONE))
+        print(f"== retention as of {day} (today + {years} year(s))")
+        for dag_id in RETENTION_DAGS:
+            summary = run_dag(dag_id, {"as_of": day.isoformat()}, logical_date=moment).get("verify_retention")
+            print(f"   {dag_id}: " + ("nothing due" if summary is None else
+                  f"removed {json.dumps(summary['removed'])}, {summary['skipped_legal_hold']} customer(s) skipped"
+                  f" for legal hold, {len(summary['partitions_dropped'])} CDR partition(s) dropped;"
+                  f" verification {summary['verification']} ({summary['checks']} checks)"))
+        checked = run_dag("retention_verification", {"as_of": day.isoformat()}, logical_date=moment)
+        print(f"   retention_verification: {checked['verify_all_rules']['verification']}"
+              f" ({checked['verify_all_rules']['checks']} Great Expectations checks over every rule)")
 
 
 def print_audit_report() -> None:
