@@ -1,0 +1,87 @@
+"""The daily file for the 118 directory service: the main numbers of active customers
+that have not opted out, never a mobile number, never an ended customer.
+
+The export query's result set is verified with Great Expectations (a GX query asset)
+against the source tables before the file is written; a failing check writes nothing.
+The CSV goes to LIFECYCLE_REPORTS_DIR/directory_118/, written under a temporary name
+and renamed when complete; an audit row records the row count and the file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+from telco_lifecycle import audit
+from telco_lifecycle.database import transaction
+from telco_lifecycle.settings import read_sql, reports_dir
+
+SQL = "subject/directory_118_export.sql"
+RULE = "directory_118"
+CHUNK_ROWS = 2000
+COLUMNS = ("number", "company_name", "address")
+
+
+def export_query(as_of: dt.date) -> str:
+    """The export statement with `as_of` as a date literal (GX query assets take no parameters
+    and must start with SELECT, so the file's leading comment goes)."""
+    statement = "\n".join(line for line in read_sql(SQL).splitlines() if not line.startswith("--"))
+    return statement.replace("%(as_of)s", f"DATE '{as_of.isoformat()}'")
+
+
+def verification_checks(query: str, as_of: dt.date):
+    """Offending rows of the export (`{batch}` is its result set), re-checked against the source tables."""
+    from telco_lifecycle.verification import Check
+
+    day = f"DATE '{as_of.isoformat()}'"
+
+    def check(name: str, offending: str):
+        return Check(name, RULE, "directory_118_export", offending, query=query)
+
+    return [
+        check("only main numbers, never a mobile or other number",
+              "SELECT e.number FROM {batch} e LEFT JOIN phone_numbers p ON p.number = e.number"
+              " WHERE p.kind IS DISTINCT FROM 'main'"),
+        check("no number that opted out of the directory",
+              "SELECT e.number FROM {batch} e JOIN phone_numbers p ON p.number = e.number WHERE p.directory_opt_out"),
+        check("no customer whose relationship has ended",
+              "SELECT e.number FROM {batch} e JOIN phone_numbers p ON p.number = e.number"
+              f" JOIN customers c ON c.customer_id = p.customer_id WHERE c.relationship_ended_on <= {day}"),
+        check("each number listed once", "SELECT number FROM {batch} GROUP BY number HAVING count(*) > 1"),
+    ]
+
+
+def output_path(as_of: dt.date) -> Path:
+    folder = reports_dir() / "directory_118"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"directory_118_{as_of.isoformat()}.csv"
+
+
+def write(conn, as_of: dt.date, run: audit.RunContext) -> dict:
+    """Stream the export to its CSV (server-side cursor) and record it in the audit trail."""
+    path = output_path(as_of)
+    part = path.with_name(path.name + ".part")
+    rows = 0
+    try:
+        with transaction(conn) as cur, part.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(COLUMNS)
+            with conn.cursor(name="directory_118") as listing:
+                listing.itersize = CHUNK_ROWS
+                listing.execute(read_sql(SQL), {"as_of": as_of})
+                for row in listing:
+                    writer.writerow(row)
+                    rows += 1
+            out.flush()
+            with part.open("rb") as written:
+                sha256 = hashlib.file_digest(written, "sha256").hexdigest()
+            event = audit.record(cur, audit.Action("directory_export", RULE, None, "phone_numbers", rows, as_of,
+                                                   False, {"file": path.name, "sha256": sha256}), run)
+            part.replace(path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    audit.emit([event])
+    return {"as_of": as_of.isoformat(), "rows": rows, "file": str(path), "sha256": sha256}
