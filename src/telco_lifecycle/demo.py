@@ -21,7 +21,7 @@ def prepare() -> str:
     from telco_lifecycle import localenv
 
     server = localenv.server_url()
-    localenv.drop_database(server, localenv.TELCO_DATABASE)
+    localenv.drop_database(server, localenv.telco_database_name())
     env = localenv.local_environment()
     os.environ.update(env)
     from telco_lifecycle.audit_report import log_folder
@@ -83,8 +83,24 @@ def main() -> None:
     print(f"== offboarding: {summary['message']}; verification {summary['verification']}"
           f" ({summary['checks']} Great Expectations checks)")
     print(json.dumps(summary, indent=2))
+    subject_requests(customer)
     walk_retention()
     print_audit_report()
+
+
+def subject_requests(customer: int) -> None:
+    """The offboarded customer asks for its data, then for erasure (approval switched off by
+    the deployment setting that `make demo` passes; a real deployment leaves it on)."""
+    access = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "make demo"})
+    access = access["export_customer_data"]
+    print(f"== access request: {sum(access['rows'].values())} row(s) exported to {access['html_file']}"
+          f" and {access['json_file']} (sha256 {access['sha256']})")
+    setting = os.environ.get("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", "true")
+    print(f"== erasure request; LIFECYCLE_REQUIRE_ERASURE_APPROVAL={setting}"
+          + (" (approval step switched off by configuration for this headless demo)" if setting == "false" else ""))
+    erased = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"})["summarise"]
+    print(f"== erasure: {erased['message']}; kept {json.dumps(erased['kept'])}; verification"
+          f" {erased['verification']}; statement {erased['statement']}")
 
 
 RETENTION_DAGS = ("crm_retention", "contract_archive_retention", "accounting_retention")

@@ -61,8 +61,12 @@ def airflow_environment(telco_url: str, airflow_url: str, airflow_home: str) -> 
     }
 
 
+def telco_database_name() -> str:
+    return os.environ.get("LIFECYCLE_TELCO_DATABASE", TELCO_DATABASE)
+
+
 def local_environment() -> dict[str, str]:
     server = server_url()
-    telco = ensure_database(server, os.environ.get("LIFECYCLE_TELCO_DATABASE", TELCO_DATABASE))
+    telco = ensure_database(server, telco_database_name())
     airflow = ensure_database(server, os.environ.get("LIFECYCLE_AIRFLOW_DATABASE", AIRFLOW_DATABASE))
     return airflow_environment(telco, airflow, str(project_dir() / ".lifecycle" / "airflow"))
