@@ -18,7 +18,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/python -m telco_lifecycle.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
+	@echo "make demo: LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false (headless: no one approves erasures in the UI)"
+	LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false $(BIN)/python -m telco_lifecycle.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
