@@ -51,7 +51,8 @@ def audit_report():
         import datetime as dt
 
         from telco_lifecycle import audit_report as report
-        from telco_lifecycle.airflow_support import run_date, telco_connection
+        from telco_lifecycle.airflow_support import run_date, telco_url
+        from telco_lifecycle.database import connect
 
         context = get_current_context()
         params = context["params"]
@@ -60,7 +61,7 @@ def audit_report():
         end = dt.date.fromisoformat(params["period_end"]) if params.get("period_end") else default_end
         if end < start:
             raise AirflowFailException(f"period_end {end} is before period_start {start}; nothing was written")
-        conn = telco_connection()
+        conn = connect(telco_url())  # psycopg2: the report streams its CSV with COPY
         try:
             summary = report.build_report(conn, start, end)
         finally:

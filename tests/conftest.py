@@ -139,8 +139,11 @@ def run_dag(airflow_db):
     Each run parses the DAG afresh: dag.test() keeps a run's conf in the DAG's params."""
 
     def run(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | None = None):
+        from telco_lifecycle.audit_report import test_dag_with_task_logs
+
         dag = load_dagbag().get_dag(dag_id)
-        dag_run = dag.test(run_conf=conf or {}, logical_date=logical_date)
+        # dag.test() logs to stdout only: also write each task's log file, as a worker does
+        dag_run = test_dag_with_task_logs(dag, run_conf=conf or {}, logical_date=logical_date)
         return dag_run, _return_values(dag_run)
 
     return run

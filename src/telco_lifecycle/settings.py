@@ -60,7 +60,8 @@ def connection_to_url(conn: str) -> str:
         port = data.get("port") or 5432
         return f"postgresql://{auth}@{host}:{port}/{data.get('schema') or 'postgres'}"
     parts = urlsplit(conn)
-    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    # the postgres hook's get_uri() names its driver (postgresql+psycopg://): libpq wants none
+    scheme = "postgresql" if parts.scheme.split("+")[0] in ("postgres", "postgresql") else parts.scheme
     return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
 
 

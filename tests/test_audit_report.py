@@ -1,0 +1,140 @@
+"""The audit report: task logs of real lifecycle runs reconciled with lifecycle_audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from telco_lifecycle import audit, audit_report, cli
+from telco_lifecycle.certificate import build_certificate
+from telco_lifecycle.database import connect, transaction
+from telco_lifecycle.settings import project_dir
+from test_offboarding_dag import active_customer_with_config
+
+# Retention DAGs of the policy's scheduled rules, run once they exist in dags/.
+RETENTION_DAGS = ["crm_retention", "contract_archive_retention", "accounting_retention", "retention_verification"]
+PERSONAL = """
+    SELECT v FROM (
+        SELECT unnest(ARRAY[company_name, cvr, address, email, phone]) FROM customers
+        UNION ALL SELECT unnest(ARRAY[full_name, email, phone]) FROM contacts
+        UNION ALL SELECT number FROM phone_numbers
+        UNION ALL SELECT unnest(ARRAY[billing_name, billing_address]) FROM invoices) p(v)
+    WHERE v IS NOT NULL AND length(v) >= 5"""
+
+
+@pytest.fixture
+def task_logs(tmp_path, monkeypatch) -> Path:
+    """This test's own log folder: the databases (and audit ids) are fresh per test."""
+    folder = tmp_path / "logs"
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(folder))
+    return folder
+
+
+def today_period() -> dict:
+    today = dt.date.today()
+    return {"period_start": (today - dt.timedelta(days=1)).isoformat(),
+            "period_end": (today + dt.timedelta(days=1)).isoformat()}
+
+
+def build(telco, period: dict) -> dict:
+    conn = connect(telco.url)
+    try:
+        return audit_report.build_report(conn, dt.date.fromisoformat(period["period_start"]),
+                                         dt.date.fromisoformat(period["period_end"]))
+    finally:
+        conn.close()
+
+
+def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
+    personal = {row[0] for row in telco.rows(PERSONAL)}
+    customer = active_customer_with_config(telco)
+    held = active_customer_with_config(telco, held=True)
+    assert run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})[0].state == "success"
+    refused, _ = run_dag("customer_offboarding", {"customer_id": held, "requested_by": "test"})
+    assert refused.state == "failed"
+    for dag_id in RETENTION_DAGS:
+        if (project_dir() / "dags" / f"{dag_id}.py").exists():
+            run_dag(dag_id, {"as_of": "2026-06-15"}, logical_date=dt.datetime(2026, 6, 16, tzinfo=dt.timezone.utc))
+    period = today_period()
+
+    dag_run, xcom = run_dag("audit_report", period)
+
+    assert dag_run.state == "success"
+    summary = json.loads(Path(xcom["audit_report"]["json"]).read_text())
+    assert summary["ok"] and summary["mismatches"] == [] and summary["chain_breaks"] == []
+    assert summary["audit_rows"] == telco.scalar("SELECT count(*) FROM lifecycle_audit") > 0
+    assert summary["rows_removed"] == telco.scalar(
+        "SELECT sum(row_count) FROM lifecycle_audit WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
+    pbx = next(r for r in summary["rules"] if r["rule"] == "pbx_sip_config")
+    assert pbx["customers"] == 1 and pbx["runs"] == 1 and pbx["verification_passed"] > 0
+    assert {"dag_id": "customer_offboarding", "run_id": refused.run_id} in summary["failed_runs"]
+    html = Path(summary["html"]).read_text()
+    assert "<svg" in html and "<script" not in html and "Reconciled" in html
+    assert Path(summary["csv"]).read_text().count("\n") == summary["audit_rows"] + 1
+
+    certificate = build_certificate(connect(telco.url), customer)
+    assert "pbx_sip_config" in certificate["rules_applied"] and certificate["backed_by_audit_trail"]
+    assert all(a["verification"].startswith("passed") for a in certificate["actions"] if a["rule"] == "pbx_sip_config")
+    assert cli.main(["audit-report", "--from", period["period_start"], "--to", period["period_end"],
+                     "--database-url", telco.url]) == 0
+
+    written = [*task_logs.rglob("*.log"), *Path(summary["html"]).parent.iterdir(), Path(certificate["html"]),
+               Path(certificate["json"])]
+    assert len(list(task_logs.rglob("*.log"))) >= 3  # offboarding: offboard, verify; the refusal
+    leaks = {(path.name, value) for path in written for value in personal if value in path.read_text()}
+    assert not leaks, f"personal data in logs or reports: {sorted(leaks)[:5]}"
+
+
+def test_missing_event_and_row_without_event_are_mismatches(telco, run_dag, task_logs):
+    customer = active_customer_with_config(telco)
+    run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+    period = today_period()
+    assert build(telco, period)["ok"]
+    # an event removed from its task log
+    log = next(task_logs.rglob("task_id=offboard_customer/attempt=1.log"))
+    lines = log.read_text().splitlines(keepends=True)
+    events = [audit.parse_event(json.loads(line)["event"]) for line in lines]
+    dropped = next(i for i, event in enumerate(events) if event and event["table_name"] == "pbx_configs")
+    removed_id = events[dropped]["audit_id"]
+    log.write_text("".join(lines[:dropped] + lines[dropped + 1:]))
+    # an audit row whose event was never logged
+    conn = connect(telco.url)
+    with transaction(conn) as cur:
+        silent = audit.record(cur, audit.Action("delete", "pbx_sip_config", customer, "sip_peers", 1), audit.RunContext())
+    conn.close()
+
+    summary = build(telco, period)
+
+    assert not summary["ok"]
+    assert [(m["audit_id"], m["problem"]) for m in summary["mismatches"]] == [
+        (removed_id, "audit row has no event in the task logs"),
+        (silent["audit_id"], "audit row has no event in the task logs"),
+    ]
+    html = Path(summary["html"]).read_text()
+    assert html.index("Problems") < html.index("Per rule")
+    with pytest.raises(audit_report.AuditReportFailed, match="2 mismatch"):
+        audit_report.require_ok(summary)
+    dag_run, _ = run_dag("audit_report", period)
+    assert dag_run.state == "failed"
+
+
+def test_altered_event_and_chain_break_are_reported(telco, run_dag, task_logs):
+    customer = active_customer_with_config(telco)
+    run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+    log = next(task_logs.rglob("task_id=offboard_customer/attempt=1.log"))
+    text = log.read_text()
+    assert '\\"row_count\\": 1, ' in text
+    log.write_text(text.replace('\\"row_count\\": 1, ', '\\"row_count\\": 7, ', 1))
+    telco.execute("ALTER TABLE lifecycle_audit DISABLE TRIGGER lifecycle_audit_no_update_delete")
+    telco.execute("UPDATE lifecycle_audit SET row_count = row_count + 1 WHERE audit_id = 3")
+    telco.execute("ALTER TABLE lifecycle_audit ENABLE TRIGGER lifecycle_audit_no_update_delete")
+
+    summary = build(telco, today_period())
+
+    assert summary["chain_breaks"] == [{"audit_id": 3, "problem": "row content does not match its hash"}]
+    assert (1, "event in the task log differs from its audit row") in {
+        (m["audit_id"], m["problem"]) for m in summary["mismatches"]}
+    assert not summary["ok"]
