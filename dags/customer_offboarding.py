@@ -23,6 +23,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.alerts import offboarding_deadline
 
 
 @dag(
@@ -33,6 +34,7 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
     doc_md=__doc__,
     tags=TAGS + ["offboarding", "pbx_sip_config"],  # the rule it applies (the status page)
     default_args=DEFAULT_ARGS,
+    deadline=offboarding_deadline(),
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": Param(

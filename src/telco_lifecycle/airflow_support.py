@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from telco_lifecycle.alerts import LifecycleNotifier, task_succeeded
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE, sql_dir
 
@@ -17,7 +18,9 @@ LOCAL_TZ = ZoneInfo(TIMEZONE)
 START_DATE = dt.datetime(2024, 1, 1, tzinfo=LOCAL_TZ)
 TEMPLATE_SEARCHPATH = [str(sql_dir())]
 TAGS = ["data-lifecycle"]
-DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": dt.timedelta(minutes=1)}
+# Every task: a failure alerts the data team, a success reports its metrics (alerts.py).
+DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": dt.timedelta(minutes=1),
+                "on_failure_callback": LifecycleNotifier(), "on_success_callback": task_succeeded}
 
 
 def run_date(context) -> dt.date:

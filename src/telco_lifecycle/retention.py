@@ -280,6 +280,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
     from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 
     from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+    from telco_lifecycle.alerts import purge_deadline
 
     @dag(
         dag_id=dag_id,
@@ -290,6 +291,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         doc_md=doc_md,
         tags=TAGS + ["retention", rule_id],
         default_args=DEFAULT_ARGS,
+        deadline=purge_deadline(rule_id, SCHEDULE),
         template_searchpath=TEMPLATE_SEARCHPATH,
         params={
             "as_of": as_of_param(),
