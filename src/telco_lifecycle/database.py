@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 # Bounds on how long a purge may wait for a lock or run one statement, so that a
 # blocked purge fails clearly (and Airflow retries it) instead of stalling the database.
+# The environment may override them (PostgreSQL durations, e.g. "2s", "30min").
 LOCK_TIMEOUT = "10s"
 STATEMENT_TIMEOUT = "15min"
+# The least-privilege role (migration 0007) to act as when the connection's login
+# role is a member of it rather than the role itself.
+ROLE_ENV = "LIFECYCLE_DATABASE_ROLE"
 
 
 def connect(database_url: str, application_name: str = "telco_lifecycle"):
@@ -24,7 +29,10 @@ def apply_session_settings(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'Europe/Copenhagen'")
         cur.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                    (LOCK_TIMEOUT, STATEMENT_TIMEOUT))
+                    (os.environ.get("LIFECYCLE_LOCK_TIMEOUT", LOCK_TIMEOUT),
+                     os.environ.get("LIFECYCLE_STATEMENT_TIMEOUT", STATEMENT_TIMEOUT)))
+        if os.environ.get(ROLE_ENV):
+            cur.execute("SELECT set_config('role', %s, false)", (os.environ[ROLE_ENV],))
     conn.commit()
 
 
