@@ -1,0 +1,1 @@
+"""`make bench`: purge, partition-drop, verification, parsing and memory benchmarks (see run.py)."""

@@ -1,0 +1,30 @@
+"""The benchmark harness (`make bench`) at a tiny scale: it runs end to end and writes
+sane results. Timing targets are not asserted: they hold at telecom scale only."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.run import measure
+
+
+def test_bench_smoke_writes_sane_results(tmp_path):
+    results = measure("smoke", repeat=1, out=tmp_path, prefix=f"bench_smoke_{tmp_path.name[-12:]}",
+                      sizes=[(100, 10), (150, 10)], due_customers=10, rebuild=True,
+                      keep_templates=False)
+
+    assert {p.name for p in tmp_path.iterdir()} >= {"latest.json", "latest.md", "scaling.png"}
+    assert json.loads((tmp_path / "latest.json").read_text())["mode"] == "smoke"
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| Figure | Measured | Target | Met |" in (tmp_path / "latest.md").read_text()
+    for scale in results["scales"]:
+        for rule, figures in scale["purge_vs_delete"].items():
+            assert figures["same_rows"], rule  # the limit removed exactly the rows the purge removed
+            assert figures["rows"] > 0 and figures["purge_s"] > 0 and figures["delete_s"] > 0, rule
+        assert scale["partition_drop"]["partitions"] > 0 and scale["partition_drop"]["rows"] > 0
+        assert scale["due_customers"]["customers"] > 0
+        assert scale["verification"]["checks"] > 0 and scale["verification"]["gx_s"] > 0
+        assert 0 < scale["rss"]["purge_peak_rss_mb"] < 1000
+    assert results["scales"][0]["due_customers"]["customers"] == results["scales"][1]["due_customers"]["customers"]
+    assert results["dag_parse"]["empty_dag_s"] > 0 and len(results["dag_parse"]["files"]) >= 10
+    assert all(t["met"] in (True, False) for t in results["targets"])
