@@ -209,14 +209,14 @@ def load_policy(path: Path | None = None) -> Policy:
     """Load and validate the policy; a broken file raises PolicyError naming the line."""
     path = Path(path or default_policy_path())
     text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text)
-        raw = yaml.safe_load(text)
+    try:  # libyaml when available: every DAG file loads the policy at parse time
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from exc
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:
+        root = yaml.compose(text)  # the nodes' line numbers, for the message only
         problems = [
             f"{path}:{_line_of(root, err['loc'])}: {'.'.join(map(str, err['loc'])) or '<top>'}: {err['msg']}"
             for err in exc.errors()
