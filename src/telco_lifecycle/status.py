@@ -144,7 +144,8 @@ def render_html(status: dict) -> str:
             f"<td class={'good' if check and check['result'] == 'passed' else 'bad' if check else ''}>"
             f"{link(check, check['result'] if check else '')}</td></tr>")
     overdue = status["overdue_total"]
-    headline = (f"<p class='headline bad'>{overdue} customer(s) hold data past its deadline.</p>" if overdue else
+    headline = (f"<p class='headline bad'>Data held past its deadline: {overdue} (customers, summed over the rules)."
+                "</p>" if overdue else
                 "<p class='headline good'>No customer's data is held past its deadline.</p>")
     holds = status["holds_in_force"]
     return f"""<!doctype html>
