@@ -15,7 +15,9 @@ comparison made in the same run:
 5. each DAG file's parse time against an empty DAG file's, as DagBag measures it,
    each parse in a process forked from one that has imported Airflow (as the dag
    processor does);
-7. peak RSS of a purge task run in its own process.
+6. peak RSS of a purge task run in its own process.
+
+Not measured yet: offboarding latency on a running Airflow (issue 7, figure 6).
 
 Results: benchmarks/results/latest.json, latest.md and scaling.png (or `--out`).
 """
