@@ -1,0 +1,103 @@
+"""Concurrency: what the DAG tasks call, started at the same instant from many threads,
+each with its own connection (as separate workers have). Exactly one effective
+deletion and one audit entry per action, no deadlock, no error but a clear one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import ANCHOR
+from telco_lifecycle import audit, erasure, offboarding, retention
+from telco_lifecycle.customers import row_counts
+from telco_lifecycle.database import connect
+from telco_lifecycle.policy import load_policy
+
+AS_OF = dt.date(2031, 1, 1)
+ANONYMISED = {item.table for rule in load_policy().rules for item in rule.data if item.action == "anonymise"}
+
+
+def simultaneously(telco, calls) -> list:
+    """Run each call(conn) in its own thread and connection, released together; return
+    each result or the exception it raised."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        conn = connect(telco.url)
+        try:
+            barrier.wait()
+            return call(conn)
+        except Exception as error:  # noqa: BLE001 - the test inspects every outcome
+            return error
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_ten_simultaneous_offboardings_of_one_customer(telco):
+    customer = telco.scalar("SELECT min(customer_id) FROM customers c WHERE relationship_ended_on IS NULL"
+                            " AND EXISTS (SELECT 1 FROM pbx_configs p WHERE p.customer_id = c.customer_id)")
+    before = {t: n for t, n in _counts(telco, customer).items() if t in ("pbx_configs", "sip_peers")}
+    request = offboarding.OffboardingRequest(customer, ANCHOR, "test")
+    results = simultaneously(telco, [
+        lambda conn, i=i: offboarding.offboard(conn, request, audit.RunContext("customer_offboarding", f"trigger{i}"))
+        for i in range(10)])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    done = [r for r in results if not r["no_op"]]
+    assert len(done) == 1
+    assert all("already offboarded" in r["message"] for r in results if r["no_op"])
+    audited = telco.rows("SELECT action, table_name, row_count, count(*) FROM lifecycle_audit"
+                         " WHERE customer_id = %s GROUP BY 1, 2, 3 ORDER BY 2", (customer,))
+    assert audited == [("end_relationship", "customers", 1, 1)] + [
+        ("delete", table, n, 1) for table, n in sorted(before.items())]
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
+
+
+def test_a_retention_run_overlapping_erasures_of_its_customers(telco):
+    """The crm purge walks every due customer while five of them ask for erasure: each
+    deleted row goes once, by one of the two, with one audit row; neither fails. (An
+    anonymised customer row may be recorded by both: erasure clears the columns, the
+    purge then stamps crm_purged_on, as it does after any erasure.)"""
+    scope = retention.scope("crm_master_data", AS_OF)
+    due = [r[0] for r in telco.rows(f"{scope.due_customers_sql()} AND NOT lifecycle_on_hold(c.customer_id)"
+                                    " ORDER BY 1", scope.params)]
+    erased = due[::len(due) // 5][:5]
+    before = {customer: _counts(telco, customer) for customer in erased}
+
+    def erase(customer):
+        def call(conn):
+            planned = erasure.plan(conn, customer, AS_OF)
+            return erasure.erase(conn, planned, "test", {"required": False}, False,
+                                 audit.RunContext("data_subject_erasure", f"erase{customer}"))
+        return call
+
+    results = simultaneously(telco, [
+        lambda conn: retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext("crm_retention", "run")),
+        *(erase(customer) for customer in erased)])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    for customer in erased:
+        removed = dict(telco.rows("SELECT table_name, sum(row_count) FROM lifecycle_audit WHERE customer_id = %s"
+                                  " AND table_name IS NOT NULL GROUP BY 1", (customer,)))
+        gone = {t: n for t, n in before[customer].items() if n and not _counts(telco, customer)[t]
+                and t not in ANONYMISED}
+        assert {t: removed.get(t, 0) for t in gone} == gone, customer
+    assert telco.rows("SELECT customer_id, table_name FROM lifecycle_audit WHERE table_name IS NOT NULL"
+                      " GROUP BY 1, 2, action HAVING count(*) > 1") == []
+    conn = connect(telco.url)
+    assert retention.plan(conn, "crm_master_data", AS_OF)["customers"] == 0
+    conn.close()
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
+
+
+def _counts(telco, customer: int) -> dict[str, int]:
+    """Rows per governed table (customers: whether personal data is left)."""
+    with telco.conn.cursor() as cur:
+        counts = row_counts(cur, load_policy(), customer)
+    counts["customers"] = telco.scalar("SELECT count(*) FROM customers WHERE customer_id = %s"
+                                       " AND company_name IS NOT NULL", (customer,))
+    return counts
