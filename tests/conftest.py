@@ -112,18 +112,38 @@ class TelcoDatabase:
 @pytest.fixture
 def telco(seeded_template):
     """A fresh copy of the seeded database as the `telco_db` connection."""
-    import psycopg2
-
-    drop_database(SERVER, TELCO_DB)
-    admin = psycopg2.connect(with_database(SERVER, "postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{TELCO_DB}" TEMPLATE "{seeded_template}"')
-    admin.close()
-    db = TelcoDatabase(TELCO_DB)
+    db = copy_of(seeded_template, TELCO_DB)
     yield db
     db.conn.close()
     drop_database(SERVER, TELCO_DB)
+
+
+def copy_of(template: str, name: str) -> TelcoDatabase:
+    """Database `name` (re-)created as a copy of `template`."""
+    import psycopg2
+
+    drop_database(SERVER, name)
+    admin = psycopg2.connect(with_database(SERVER, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    admin.close()
+    return TelcoDatabase(name)
+
+
+@pytest.fixture
+def copies(seeded_template):
+    """More fresh copies of the seeded database, made on demand (not `telco_db`)."""
+    made = []
+
+    def copy() -> TelcoDatabase:
+        made.append(copy_of(seeded_template, f"{TELCO_DB}_copy{len(made)}"))
+        return made[-1]
+
+    yield copy
+    for db in made:
+        db.conn.close()
+        drop_database(SERVER, db.name)
 
 
 def load_dagbag():

@@ -54,3 +54,9 @@ def rows_of(telco, customer_id: int) -> dict[str, int]:
 def hold(run_dag, customer_id: int, action: str, case: str = "SKP-TEST-1"):
     return run_dag("legal_hold", {"customer_id": customer_id, "action": action, "case_reference": case,
                                   "requested_by": "test"})
+
+
+def cdr_partitions(telco) -> list[str]:
+    """The month (and default) partitions of `cdrs`, by name."""
+    return [r[0] for r in telco.rows("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                                     " WHERE i.inhparent = 'cdrs'::regclass ORDER BY 1")]

@@ -20,12 +20,12 @@ import time
 import psycopg2
 import pytest
 
-from conftest import SERVER, TELCO_DB, TelcoDatabase
+from conftest import SERVER, TelcoDatabase
+from retention_helpers import cdr_partitions
 from telco_lifecycle import audit, retention
 from telco_lifecycle.database import ROLE_ENV, connect
 from telco_lifecycle.localenv import drop_database
 from telco_lifecycle.policy import load_policy
-from telco_lifecycle.settings import with_database
 
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]
@@ -44,28 +44,6 @@ for rule in {RULES!r}:
                     audit.RunContext('fault_test', 'run', 'purge'), batch_size=10)
 """
 AUDIT_KEY = "action, rule, customer_id, table_name, row_count, details::text"
-
-
-@pytest.fixture
-def copies(seeded_template):
-    """Fresh copies of the seeded database, made on demand."""
-    made = []
-
-    def copy() -> TelcoDatabase:
-        name = f"{TELCO_DB}_fault{len(made)}"
-        drop_database(SERVER, name)
-        admin = psycopg2.connect(with_database(SERVER, "postgres"))
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{seeded_template}"')
-        admin.close()
-        made.append(TelcoDatabase(name))
-        return made[-1]
-
-    yield copy
-    for db in made:
-        db.conn.close()
-        drop_database(SERVER, db.name)
 
 
 def start_worker(db: TelcoDatabase) -> subprocess.Popen:
@@ -107,13 +85,8 @@ def audit_rows(db: TelcoDatabase) -> list[tuple]:
     return db.rows(f"SELECT {AUDIT_KEY} FROM lifecycle_audit WHERE NOT dry_run ORDER BY {AUDIT_KEY}")
 
 
-def partitions(db: TelcoDatabase) -> list[str]:
-    return [r[0] for r in db.rows("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                  " WHERE i.inhparent = 'cdrs'::regclass ORDER BY 1")]
-
-
 def final_state(db: TelcoDatabase) -> tuple:
-    return db.fingerprint(), partitions(db), audit_rows(db)
+    return db.fingerprint(), cdr_partitions(db), audit_rows(db)
 
 
 def assert_consistent(db: TelcoDatabase, initial: dict, clean: dict, clean_audit: list[tuple],
@@ -132,7 +105,7 @@ def assert_consistent(db: TelcoDatabase, initial: dict, clean: dict, clean_audit
         if initial[key] != clean[key]:
             assert (state == clean[key]) == (key in audited), f"customer {key[0]}, rule {key[1]}: audit mismatch"
     dropped = {json.loads(row[5])["partition"] for row in recorded if row[0] == "drop_partition"}
-    assert set(months) - set(partitions(db)) == dropped
+    assert set(months) - set(cdr_partitions(db)) == dropped
     assert db.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
 
 
@@ -141,7 +114,7 @@ def test_killed_and_disconnected_purges_retry_to_the_clean_result(copies):
     print(f"fault injection: {TRIALS} crash points, LIFECYCLE_FAULT_SEED={seed}")
     rng = random.Random(seed)
     reference = copies()
-    initial, months = customer_states(reference), partitions(reference)
+    initial, months = customer_states(reference), cdr_partitions(reference)
     run_to_completion(reference)
     clean, clean_final, clean_audit = customer_states(reference), final_state(reference), audit_rows(reference)
     assert len(clean_audit) > 100 and clean != initial
@@ -184,7 +157,8 @@ def test_a_blocked_purge_fails_clearly_and_the_retry_completes(telco, monkeypatc
     with competitor.cursor() as cur:
         cur.execute("SELECT 1 FROM customers WHERE customer_id = %s FOR UPDATE", (blocked,))
     started = time.monotonic()
-    with pytest.raises((psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled), match=f"canceling statement due to {timeout.replace('_', ' ')}"):
+    cancelled = (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled)
+    with pytest.raises(cancelled, match=f"canceling statement due to {timeout.replace('_', ' ')}"):
         retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext())
     assert time.monotonic() - started < 30
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE customer_id = %s", (blocked,)) == 0
