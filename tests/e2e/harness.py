@@ -23,6 +23,8 @@ from conftest import SERVER, TelcoDatabase
 USERNAME, PASSWORD = "admin", "admin"
 RUN_TIMEOUT = 240  # seconds a DAG run may take on a busy 2-core machine
 FINISHED = {"success", "failed"}
+# Deployment settings the e2e Airflow shares with docker-compose.yml (test_compose.py checks).
+PRODUCTION_SETTINGS = {"LIFECYCLE_REQUIRE_ERASURE_APPROVAL": "true"}
 
 
 def dag_file(dag_id: str) -> Path:
@@ -54,9 +56,10 @@ def running_airflow(tmp_path_factory, seeded_template: str, name: str, broker_ur
     telco_name, airflow_name = f"lifecycle_e2e_telco_{tag}", f"lifecycle_e2e_airflow_{tag}"
     try:
         telco_url = create_database_from(seeded_template, telco_name)
+        env = airflow_environment(telco_url, ensure_database(SERVER, airflow_name),
+                                  str(tmp_path_factory.mktemp(f"airflow-{name}")))
         airflow = LocalAirflow(
-            airflow_environment(telco_url, ensure_database(SERVER, airflow_name),
-                                str(tmp_path_factory.mktemp(f"airflow-{name}"))),
+            {**env, **PRODUCTION_SETTINGS},
             api_port=free_port(), username=USERNAME, password=PASSWORD, broker_url=broker_url)
         airflow.prepare()
         telco = TelcoDatabase(telco_name)
