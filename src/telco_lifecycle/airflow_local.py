@@ -19,7 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+COMPONENTS = (("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",))
+CELERY_WORKER = ("celery", "worker")
 HEALTH_PATH = "/api/v2/monitor/health"
 # What the api-server's health endpoint reports on; each must say "healthy".
 HEALTH_CHECKS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -67,6 +68,8 @@ class LocalAirflow:
         }
         if broker_url:
             self.env["AIRFLOW__CELERY__BROKER_URL"] = broker_url
+        # The `airflow` sub-commands this installation runs, one process each.
+        self.components = COMPONENTS + ((CELERY_WORKER,) if broker_url else ())
         self.processes: dict[str, subprocess.Popen] = {}
 
     def prepare(self) -> None:
@@ -81,9 +84,7 @@ class LocalAirflow:
     def start(self, timeout: float = 240) -> LocalAirflow:
         """Start every component and wait until the api-server reports all of them healthy."""
         try:
-            components = COMPONENTS + (("celery", "worker"),) if self.broker_url else COMPONENTS
-            for component in components:
-                args = component if isinstance(component, tuple) else (component,)
+            for args in self.components:
                 name = "-".join(args)
                 log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
                 self.processes[name] = subprocess.Popen(
