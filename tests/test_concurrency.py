@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ANCHOR
@@ -101,3 +102,38 @@ def _counts(telco, customer: int) -> dict[str, int]:
     counts["customers"] = telco.scalar("SELECT count(*) FROM customers WHERE customer_id = %s"
                                        " AND company_name IS NOT NULL", (customer,))
     return counts
+
+
+def test_a_purge_and_an_erasure_of_the_same_customer_take_locks_in_one_order(telco):
+    """Staged so that the purge has deleted the customer's correspondence while an
+    erasure of the same customer starts: both finish, neither is a deadlock victim."""
+    scope = retention.scope("crm_master_data", AS_OF)
+    customer = telco.scalar(f"{scope.due_customers_sql()} AND NOT lifecycle_on_hold(c.customer_id)"
+                            " AND EXISTS (SELECT 1 FROM crm_correspondence r WHERE r.customer_id = c.customer_id)"
+                            " AND EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.customer_id)"
+                            " ORDER BY 1 LIMIT 1", scope.params)
+    blocker = connect(telco.url)  # someone else holds the customer's contacts for a moment
+    with blocker.cursor() as cur:
+        cur.execute("SELECT 1 FROM contacts WHERE customer_id = %s FOR UPDATE", (customer,))
+
+    def waiting(n):
+        while telco.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND wait_event_type = 'Lock'") < n:
+            time.sleep(0.05)
+
+    def erase(conn):
+        waiting(1)  # the purge is inside the customer's transaction, past its correspondence
+        planned = erasure.plan(conn, customer, AS_OF)
+        return erasure.erase(conn, planned, "test", {"required": False}, False, audit.RunContext())
+
+    def release():
+        waiting(2)
+        blocker.rollback()
+
+    with ThreadPoolExecutor(1) as releaser:
+        released = releaser.submit(release)
+        results = simultaneously(telco, [
+            lambda conn: retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext()), erase])
+        released.result()
+    blocker.close()
+    assert not [r for r in results if isinstance(r, Exception)], results

@@ -22,7 +22,7 @@ import math
 from zoneinfo import ZoneInfo
 
 from telco_lifecycle import audit
-from telco_lifecycle.customers import holds_in_force
+from telco_lifecycle.customers import holds_in_force, require_customer
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
@@ -234,6 +234,9 @@ def _purge_customer(conn, s: Scope, customer_id: int, run: audit.RunContext) -> 
     params = {**s.params, "customer_id": customer_id}
     events, removed = [], {}
     with transaction(conn) as cur:
+        # The customer's row lock first, as offboarding and erasure take it: one lock
+        # order for everything that changes a customer, so they queue, never deadlock.
+        require_customer(cur, customer_id, lock=True)
         for item in s.rule.data:
             cur.execute(s.statement(item), params)
             removed[item.table] = cur.rowcount
