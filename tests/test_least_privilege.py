@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ANCHOR
 from retention_helpers import at
-from telco_lifecycle import audit, retention
+from telco_lifecycle import audit, legal_holds, retention
 from telco_lifecycle.database import ROLE_ENV, connect
 from telco_lifecycle.policy import load_policy
 
@@ -55,17 +55,18 @@ def test_update_grants_are_exactly_the_columns_the_lifecycle_updates(telco):
 
 
 def test_the_dags_work_as_the_role(as_app, run_dag):
-    """Offboarding, a legal hold, and a purge that deletes, anonymises and drops CDR months."""
+    """Offboarding, a legal hold placed and released, and purges that delete, anonymise
+    and drop CDR months."""
     customer = as_app.scalar("SELECT min(customer_id) FROM customers WHERE relationship_ended_on IS NULL")
     dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"}, at(ANCHOR))
-    assert dag_run.state == "success"
-    dag_run, _ = run_dag("legal_hold", {"customer_id": customer, "action": "place", "case_reference": "SKP-1",
-                                        "requested_by": "test"}, at(ANCHOR))
     assert dag_run.state == "success"
     dag_run, values = run_dag("crm_retention", {}, at(ANCHOR))
     assert dag_run.state == "success" and sum(values["purge_due"]["removed"].values()) > 0
     conn = connect(as_app.url)
     try:
+        for action in ("place", "release"):  # what the legal_hold DAG calls
+            legal_holds.apply(conn, legal_holds.HoldRequest(customer, action, "SKP-1", "test", ANCHOR),
+                              audit.RunContext())
         result = retention.purge(conn, "accounting", dt.date(2032, 1, 1), audit.RunContext())
     finally:
         conn.close()
