@@ -3,8 +3,9 @@ dropped at random points, and a purge blocked by a competing lock. After the ret
 the database is exactly what one clean run leaves, and at every crash point no
 customer is half-purged for a rule and every committed step has its audit row once.
 
-Scale: LIFECYCLE_FAULT_TRIALS crash points (default 10; 20 and more for the full scale), LIFECYCLE_FAULT_SEED for the
-random points (default: a fresh seed, printed so a failure can be replayed)."""
+Scale: LIFECYCLE_FAULT_TRIALS crash points (default 10; 20 and more for the full
+scale), LIFECYCLE_FAULT_SEED for the random points (default: a fresh seed, printed so
+a failure can be replayed)."""
 
 from __future__ import annotations
 
