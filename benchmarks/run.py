@@ -165,14 +165,14 @@ def project_purge(url: str, rule_id: str) -> dict:
     return {"rows": sum(result["removed"].values()), "customers": result["customers_purged"]}
 
 
-def limit_statements(rule_id: str) -> list[tuple[str, str]]:
+def limit_statements(rule_id: str) -> list[str]:
     """The limit: the purge's own per-table statements (from the policy), each applied to
     every due customer at once; the customers under a hold are left out of `bench_due`."""
     from telco_lifecycle.retention import scope
 
     s = scope(rule_id, ANCHOR)
-    return [(item.table, s.statement(item).replace("NOT lifecycle_on_hold(%(customer_id)s)", "TRUE")
-             .replace("%(customer_id)s", DUE)) for item in s.rule.data]
+    return [s.statement(item).replace("NOT lifecycle_on_hold(%(customer_id)s)", "TRUE").replace("%(customer_id)s", DUE)
+            for item in s.rule.data]
 
 
 def set_based_delete(url: str, rule_id: str) -> dict:
@@ -189,7 +189,7 @@ def set_based_delete(url: str, rule_id: str) -> dict:
                         f" FROM ({s.due_customers_sql()}) d(customer_id, on_hold) WHERE NOT d.on_hold", s.params)
             customers = cur.rowcount
             cur.execute("ANALYZE bench_due")
-            for _table, statement in limit_statements(rule_id):
+            for statement in limit_statements(rule_id):
                 cur.execute(statement, s.params)
                 rows += cur.rowcount
     finally:
@@ -529,6 +529,7 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
     write the results to `out`. The seeded templates are kept for the next run unless
     `keep_templates` is false."""
     due_customers = due_customers or DUE_CUSTOMERS[mode]
+    from telco_lifecycle.database import connect
     from telco_lifecycle.localenv import server_url
     from telco_lifecycle.seed import table_counts
 
@@ -540,8 +541,6 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
         for customers, cdrs in sizes or SIZES[mode]:
             template = server.template(customers, cdrs, rebuild)
             templates.append(template)
-            from telco_lifecycle.database import connect
-
             conn = connect(with_database(server.url, template))
             rows = table_counts(conn)
             conn.close()
