@@ -15,6 +15,8 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'lifecycle_app') THEN
         CREATE ROLE lifecycle_app NOLOGIN;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;  -- another database's migration created it at the same moment
 END
 $$;
 
