@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -36,7 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from telco_lifecycle.settings import project_dir, with_database
+from telco_lifecycle.migrations import migration_files
+from telco_lifecycle.settings import project_dir, sql_dir, with_database
 
 ANCHOR = dt.date(2026, 6, 15)  # the "today" of the generated data; every rule is applied as of it
 SEED = 11
@@ -92,6 +94,14 @@ def ratio(a, b):
     return round(a / b, 2) if a is not None and b else None
 
 
+def schema_and_seed_version() -> str:
+    """A short digest of the migrations and the demo generator's SQL."""
+    digest = hashlib.sha256()
+    for path in [*migration_files(), sql_dir() / "seed" / "demo_data.sql"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 class Server:
     """The PostgreSQL server of the benchmark: templates and working copies."""
 
@@ -118,12 +128,13 @@ class Server:
         return found
 
     def template(self, customers: int, cdrs: int, rebuild: bool) -> str:
-        """The seeded template of this size (built once; the seed is deterministic)."""
+        """The seeded template of this size (built once per version of the migrations and
+        the generator; the seed is deterministic)."""
         from telco_lifecycle.database import connect
         from telco_lifecycle.migrations import migrate
         from telco_lifecycle.seed import seed
 
-        name = f"{self.prefix}_tpl_{customers}x{cdrs}"
+        name = f"{self.prefix}_tpl_{customers}x{cdrs}_{schema_and_seed_version()}"
         if rebuild or not self.exists(name):
             self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self.admin(f'CREATE DATABASE "{name}"')
