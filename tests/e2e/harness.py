@@ -23,6 +23,7 @@ from conftest import SERVER, TelcoDatabase
 USERNAME, PASSWORD = "admin", "admin"
 RUN_TIMEOUT = 240  # seconds a DAG run may take on a busy 2-core machine
 FINISHED = {"success", "failed"}
+HUMAN_DELAY = 5  # seconds between a human-in-the-loop request and the answer
 # Deployment settings the e2e Airflow shares with docker-compose.yml (test_compose.py checks).
 PRODUCTION_SETTINGS = {"LIFECYCLE_REQUIRE_ERASURE_APPROVAL": "true"}
 
@@ -179,6 +180,15 @@ class AirflowE2E:
         request = pending[0]
         assert option in request.options, request.options
         task_id = request.task_instance.task_id
+        # Answer as a person would: once the task is parked and the executor has reported its
+        # first process done. An answer within ~1 s of parking races that report in Airflow
+        # 3.3.2 (the scheduler then fails the resumed task: "finished with state success, but
+        # the task instance's state attribute is queued").
+        while self.tasks.get_task_instance(dag_id, run_id, task_id).state.value != "awaiting_input":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{task_id} never waited for input: {self.task_states(dag_id, run_id)}")
+            time.sleep(1)
+        time.sleep(HUMAN_DELAY)
         self.tasks.update_hitl_detail(dag_id, run_id, task_id, -1,
                                       self.client.UpdateHITLDetailPayload(chosen_options=[option]))
         return task_id
