@@ -46,7 +46,7 @@ from telco_lifecycle.alerts import offboarding_deadline
             description="The day the relationship ended (YYYY-MM-DD). Empty: the run's date. Not in the future.",
         ),
         "reason": Param(
-            "", type="string", maxLength=500, title="Reason",
+            None, type=["null", "string"], maxLength=500, title="Reason",
             description="Why the relationship ends (e.g. 'contract terminated by customer'). No personal data.",
         ),
         "requested_by": Param(
