@@ -22,7 +22,8 @@ material are kept: the daily retention DAGs remove them when their time comes.
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.airflow_support import (
+    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, dry_run_param, requested_by_param)
 from telco_lifecycle.alerts import offboarding_deadline
 
 
@@ -37,10 +38,7 @@ from telco_lifecycle.alerts import offboarding_deadline
     deadline=offboarding_deadline(),
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
-        "customer_id": Param(
-            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
-            description="Internal customer id (customers.customer_id) of the customer whose relationship ends.",
-        ),
+        "customer_id": customer_id_param("of the customer whose relationship ends"),
         "relationship_end": Param(
             None, type=["null", "string"], format="date", title="Relationship end date",
             description="The day the relationship ended (YYYY-MM-DD). Empty: the run's date. Not in the future.",
@@ -49,14 +47,8 @@ from telco_lifecycle.alerts import offboarding_deadline
             None, type=["null", "string"], maxLength=500, title="Reason",
             description="Why the relationship ends (e.g. 'contract terminated by customer'). No personal data.",
         ),
-        "requested_by": Param(
-            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
-            description="Who asks for the offboarding (your name or initials); kept in the run's record.",
-        ),
-        "dry_run": Param(
-            False, type="boolean", title="Dry run",
-            description="Only count what would be deleted; change nothing.",
-        ),
+        "requested_by": requested_by_param("the run's record"),
+        "dry_run": dry_run_param("what would be deleted"),
     },
 )
 def customer_offboarding():

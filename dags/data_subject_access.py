@@ -21,10 +21,11 @@ carry the customer id, row counts per table and the checksums. An unknown custom
 the run with that message and nothing is written. A legal hold does not block access.
 """
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.airflow_support import (
+    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
 
 
 @dag(
@@ -37,14 +38,8 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
     default_args=DEFAULT_ARGS,
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
-        "customer_id": Param(
-            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
-            description="Internal customer id (customers.customer_id) of the customer asking for its data.",
-        ),
-        "requested_by": Param(
-            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
-            description="Who handles the request (your name or initials); kept in the audit trail.",
-        ),
+        "customer_id": customer_id_param("of the customer asking for its data"),
+        "requested_by": requested_by_param("the audit trail"),
     },
 )
 def data_subject_access():

@@ -23,10 +23,11 @@ technical ones); the statement says what was kept and why. `dry_run` counts only
 """
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.airflow_support import (
+    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, dry_run_param, requested_by_param)
 
 
 class ErasureApproval(ApprovalOperator):
@@ -50,18 +51,9 @@ class ErasureApproval(ApprovalOperator):
     default_args=DEFAULT_ARGS,
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
-        "customer_id": Param(
-            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
-            description="Internal customer id (customers.customer_id) of the customer asking for erasure.",
-        ),
-        "requested_by": Param(
-            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
-            description="Who registers the request (your name or initials); kept in the audit trail.",
-        ),
-        "dry_run": Param(
-            False, type="boolean", title="Dry run",
-            description="Only count what would be erased and kept; change nothing.",
-        ),
+        "customer_id": customer_id_param("of the customer asking for erasure"),
+        "requested_by": requested_by_param("the audit trail"),
+        "dry_run": dry_run_param("what would be erased and kept"),
     },
 )
 def data_subject_erasure():

@@ -13,10 +13,11 @@ opted out (`phone_numbers.directory_opt_out`) or whose relationship has ended is
 `as_of` (default: the run's date) is the day the listing describes; it may not be in the future.
 """
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.airflow_support import (
+    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param)
 
 
 @dag(
@@ -29,10 +30,7 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
     default_args=DEFAULT_ARGS,
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
-        "as_of": Param(
-            None, type=["null", "string"], format="date", title="As of",
-            description="The day the listing describes (YYYY-MM-DD). Empty: the run's date. Not in the future.",
-        ),
+        "as_of": as_of_param("The day the listing describes"),
     },
 )
 def directory_118_export():

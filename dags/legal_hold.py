@@ -21,7 +21,8 @@ due meanwhile. Releasing a case that holds nothing is refused and changes nothin
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.airflow_support import (
+    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
 
 
 @dag(
@@ -34,10 +35,7 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
     default_args=DEFAULT_ARGS,
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
-        "customer_id": Param(
-            type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
-            description="Internal customer id (customers.customer_id) the hold applies to.",
-        ),
+        "customer_id": customer_id_param("the hold applies to"),
         "action": Param(
             type="string", enum=["place", "release"], title="Action",
             values_display={"place": "Place a hold", "release": "Release the hold"},
@@ -47,10 +45,7 @@ from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMP
             type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Case reference",
             description="The case the hold belongs to (e.g. police or court reference). No personal data.",
         ),
-        "requested_by": Param(
-            type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
-            description="Who asks (your name or initials); kept in the hold and the audit row.",
-        ),
+        "requested_by": requested_by_param("the hold and the audit row"),
     },
 )
 def legal_hold():

@@ -18,8 +18,7 @@ of the purge, are the last task of every retention DAG.
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
-from telco_lifecycle.retention import as_of_param
+from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
 from telco_lifecycle.settings import TIMEZONE
 
 

@@ -59,3 +59,32 @@ def telco_url() -> str:
     from telco_lifecycle.settings import connection_to_url
 
     return connection_to_url(PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_uri())
+
+
+# --- Trigger-form params shared by the DAGs: one definition each, described per DAG ---
+
+def customer_id_param(whose: str):
+    from airflow.sdk import Param
+
+    return Param(type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
+                 description=f"Internal customer id (customers.customer_id) {whose}.")
+
+
+def requested_by_param(kept_where: str):
+    from airflow.sdk import Param
+
+    return Param(type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
+                 description=f"Who asks (your name or initials); kept in {kept_where}.")
+
+
+def dry_run_param(what: str):
+    from airflow.sdk import Param
+
+    return Param(False, type="boolean", title="Dry run", description=f"Only count {what}; change nothing.")
+
+
+def as_of_param(what: str = "The day the rules are applied for"):
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], format="date", title="As of",
+                 description=f"{what} (YYYY-MM-DD). Empty: the run's logical date. Not after the run's date.")

@@ -267,22 +267,15 @@ def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
 SCHEDULE = "0 2 * * *"  # daily, 02:00 Copenhagen time
 
 
-def as_of_param():
-    from airflow.sdk import Param
-
-    return Param(None, type=["null", "string"], format="date", title="As of",
-                 description="The day the rules are applied for (YYYY-MM-DD). Empty: the run's logical date. "
-                             "Not after the run's date.")
-
-
 def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False):
     """A daily DAG applying one scheduled rule: plan (exact counts, the before snapshot)
     -> purge (dry-run capable) -> verify (the retention_verification checks of the rule
     plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
     run when nothing is due."""
-    from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+    from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-    from telco_lifecycle.airflow_support import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+    from telco_lifecycle.airflow_support import (
+        DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param, dry_run_param)
     from telco_lifecycle.alerts import purge_deadline
 
     @dag(
@@ -298,8 +291,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         template_searchpath=TEMPLATE_SEARCHPATH,
         params={
             "as_of": as_of_param(),
-            "dry_run": Param(False, type="boolean", title="Dry run",
-                             description="Only count what is due, per table; change nothing."),
+            "dry_run": dry_run_param("what is due, per table"),
         },
     )
     def retention_dag():
