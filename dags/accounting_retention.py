@@ -11,7 +11,7 @@ of their Copenhagen date.
 | step | what it does |
 | --- | --- |
 | `plan_purge` | exact counts of what is due; stops the run (short-circuit) when nothing is |
-| `purge_due` | first each **wholly expired CDR month partition** is detached, the rows of customers under legal hold are moved into `cdrs_default`, and the month is dropped (one transaction with its audit row); then the remaining due CDRs, payments and invoices customer by customer, in batches; held customers are skipped ("skipped: legal hold" with the case reference) |
+| `purge_due` | first each **wholly expired CDR month partition** is detached, the rows of customers under legal hold are moved into `cdrs_default`, and the month is dropped (one transaction with its audit row); then the remaining due CDRs, payments and invoices in batches of customers (one transaction per batch with one audit row per customer and table); held customers are skipped ("skipped: legal hold" with the case reference) |
 | `verify_retention` | Great Expectations: nothing past its deadline remains, nothing not yet due is gone, held customers' data intact |
 
 `as_of` defaults to the run's logical date and may not be after it; `dry_run`

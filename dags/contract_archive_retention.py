@@ -8,7 +8,7 @@ customer whose relationship ended **at least five years** before `as_of`
 | step | what it does |
 | --- | --- |
 | `plan_purge` | exact counts of what is due, customers under legal hold, a before snapshot |
-| `purge_due` | customer by customer, one transaction each with its audit row, in batches ("batch k of n, rows so far" in the log); customers under a **legal hold** in force are skipped ("skipped: legal hold" with the case reference) |
+| `purge_due` | in batches of customers, one transaction per batch with one audit row per customer and table ("batch k of n, rows so far" in the log); customers under a **legal hold** in force are skipped ("skipped: legal hold" with the case reference) |
 | `verify_retention` | Great Expectations: nothing past its deadline remains, nothing not yet due is gone, held customers' data intact, no ended customer has PBX/SIP configuration |
 
 `as_of` defaults to the run's logical date and may not be after it; `dry_run`

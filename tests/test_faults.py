@@ -3,8 +3,8 @@ dropped at random points, and a purge blocked by a competing lock. After the ret
 the database is exactly what one clean run leaves, and at every crash point no
 customer is half-purged for a rule and every committed step has its audit row once.
 
-Scale: LIFECYCLE_FAULT_TRIALS crash points (default 10; 20 and more for the full
-scale), LIFECYCLE_FAULT_SEED for the random points (default: a fresh seed, printed so
+Scale: LIFECYCLE_FAULT_TRIALS crash points (default 20; more for a longer hunt),
+LIFECYCLE_FAULT_SEED for the random points (default: a fresh seed, printed so
 a failure can be replayed)."""
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from telco_lifecycle.policy import load_policy
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]
 AS_OF = dt.date(2031, 1, 1)  # every scheduled rule has much to do in the seeded data
-TRIALS = int(os.environ.get("LIFECYCLE_FAULT_TRIALS", "10"))
+TRIALS = int(os.environ.get("LIFECYCLE_FAULT_TRIALS", "20"))
 KILLS_PER_COPY = 10
 VICTIM = "fault_victim"
+BATCH = 10  # customers per batch: many transactions to crash between and inside
 # The worker: every scheduled rule in turn, in small batches, as the least-privilege role.
 WORKER = f"""
 import datetime as dt, sys
@@ -42,7 +43,7 @@ from telco_lifecycle.database import connect
 conn = connect(sys.argv[1], application_name={VICTIM!r})
 for rule in {RULES!r}:
     retention.purge(conn, rule, dt.date.fromisoformat({AS_OF.isoformat()!r}),
-                    audit.RunContext('fault_test', 'run', 'purge'), batch_size=10)
+                    audit.RunContext('fault_test', 'run', 'purge'), batch_size={BATCH})
 """
 AUDIT_KEY = "action, rule, customer_id, table_name, row_count, details::text"
 
@@ -129,7 +130,7 @@ def test_killed_and_disconnected_purges_retry_to_the_clean_result(copies):
             worker = start_worker(db)
             while worker.poll() is None and db.scalar("SELECT count(*) FROM lifecycle_audit") < target:
                 time.sleep(0.002)
-            time.sleep(rng.uniform(0, 0.02))  # land somewhere inside the next customer's transaction
+            time.sleep(rng.uniform(0, 0.02))  # land somewhere inside the next batch's transaction
             if rng.random() < 0.5:
                 worker.send_signal(signal.SIGKILL)
             else:  # the database connection drops mid-transaction
@@ -160,13 +161,13 @@ def test_a_blocked_purge_fails_clearly_and_the_retry_completes(telco, monkeypatc
     started = time.monotonic()
     cancelled = (psycopg2.errors.LockNotAvailable, psycopg2.errors.QueryCanceled)
     with pytest.raises(cancelled, match=f"canceling statement due to {timeout.replace('_', ' ')}"):
-        retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext())
+        retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext(), batch_size=BATCH)
     assert time.monotonic() - started < 30
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE customer_id = %s", (blocked,)) == 0
     assert telco.scalar("SELECT company_name IS NOT NULL FROM customers WHERE customer_id = %s", (blocked,))
     competitor.rollback()  # the competing transaction ends; Airflow's retry now completes
     result = retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext())
-    assert 0 < result["customers_purged"] < due  # the customers before the blocked one were done already
+    assert 0 < result["customers_purged"] < due  # the batches before the blocked one's were done already
     assert telco.scalar("SELECT count(DISTINCT customer_id) FROM lifecycle_audit WHERE rule = 'crm_master_data'"
                         " AND action <> 'skipped_legal_hold'") == due
     assert retention.plan(conn, "crm_master_data", AS_OF)["customers"] == 0

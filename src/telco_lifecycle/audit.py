@@ -49,21 +49,38 @@ class Action:
         return f"{rule}: {mode}{self.action} {what} for {who}{extra}".replace("  ", " ")
 
 
-INSERT = """
-INSERT INTO lifecycle_audit (action, rule, customer_id, table_name, row_count, as_of, dry_run,
-                             dag_id, run_id, task_id, try_number, details, prev_hash, row_hash)
+COLUMNS = ("action, rule, customer_id, table_name, row_count, as_of, dry_run,"
+           " dag_id, run_id, task_id, try_number, details, prev_hash, row_hash")
+RETURNED = "audit_id, recorded_at, prev_hash, row_hash"
+
+INSERT = f"""
+INSERT INTO lifecycle_audit ({COLUMNS})
 VALUES (%(action)s, %(rule)s, %(customer_id)s, %(table_name)s, %(row_count)s, %(as_of)s, %(dry_run)s,
         %(dag_id)s, %(run_id)s, %(task_id)s, %(try_number)s, %(details)s, '', '')
-RETURNING audit_id, recorded_at, prev_hash, row_hash
+RETURNING {RETURNED}
+"""
+
+# A set-based change and its audit rows in one statement: one row per customer with the
+# number of that customer's rows the change touched. The audit values are prefixed so
+# that they cannot collide with the change's own parameters.
+INSERT_PER_CUSTOMER = f"""
+WITH changed AS ({{change}} RETURNING {{owner}} AS customer_id)
+INSERT INTO lifecycle_audit ({COLUMNS})
+SELECT %(audit_action)s, %(audit_rule)s, customer_id, %(audit_table_name)s, count(*), %(audit_as_of)s,
+       %(audit_dry_run)s, %(audit_dag_id)s, %(audit_run_id)s, %(audit_task_id)s, %(audit_try_number)s,
+       %(audit_details)s, '', ''
+FROM changed GROUP BY customer_id ORDER BY customer_id
+RETURNING {RETURNED}, customer_id, row_count
 """
 
 
-def record(cur, action: Action, run: RunContext) -> dict:
-    """Write the audit row in the current transaction; return the event to log after commit."""
+def _values(action: Action, run: RunContext) -> dict:
     values = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
     values["details"] = json.dumps(action.details, sort_keys=True)
-    cur.execute(INSERT, values)
-    audit_id, recorded_at, prev_hash, row_hash = cur.fetchone()
+    return values
+
+
+def _event(action: Action, run: RunContext, audit_id, recorded_at, prev_hash, row_hash) -> dict:
     event = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
     event.update(
         audit_id=audit_id,
@@ -73,6 +90,23 @@ def record(cur, action: Action, run: RunContext) -> dict:
         row_hash=row_hash,
     )
     return event
+
+
+def record(cur, action: Action, run: RunContext) -> dict:
+    """Write the audit row in the current transaction; return the event to log after commit."""
+    cur.execute(INSERT, _values(action, run))
+    return _event(action, run, *cur.fetchone())
+
+
+def record_per_customer(cur, change: str, owner: str, params: dict, action: Action, run: RunContext) -> list[dict]:
+    """Run the data-modifying statement `change` (whose rows' customer id is the SQL
+    expression `owner`) and write one audit row per customer it touched, with that
+    customer's row count, in the same statement; return the events to log after commit.
+    `action` gives the fields every row shares (its customer id and count are ignored)."""
+    values = {f"audit_{key}": value for key, value in _values(action, run).items()}
+    cur.execute(INSERT_PER_CUSTOMER.format(change=change, owner=owner), {**params, **values})
+    return [_event(dataclasses.replace(action, customer_id=customer_id, row_count=row_count), run, *written)
+            for *written, customer_id, row_count in cur.fetchall()]
 
 
 def emit(events: list[dict]) -> None:

@@ -3,11 +3,13 @@
 Everything is derived from the policy's rule: which customers are due (the clock:
 relationship end + period, or the fiscal year + period), and per data item the
 statement (`delete` removes rows, `anonymise` clears the listed columns and stamps
-the kept `*_purged_on` column). Work goes customer by customer, one transaction
-each with its audit rows, in batches of BATCH_SIZE customers with progress in the
-log. Every statement carries `NOT lifecycle_on_hold(...)`; customers under a hold
-in force are skipped and the skip is recorded. Wholly expired CDR months are
-dropped as partitions (migration 0004) before the per-customer deletes.
+the kept `*_purged_on` column). Work goes in batches of BATCH_SIZE due customers,
+walked by id with progress in the log, one transaction per batch: per table one
+set-based statement removes the batch's due rows and writes one audit row per
+customer, so a customer's rows for a rule go with their audit rows or not at all.
+Every statement itself re-checks each customer's clock and `NOT lifecycle_on_hold`;
+customers under a hold in force are skipped and the skip is recorded. Wholly expired
+CDR months are dropped as partitions (migration 0004) before the customers' deletes.
 
 Also the factory of the three purge DAGs (`purge_dag`), which imports Airflow only
 when called.
@@ -22,14 +24,14 @@ import math
 from zoneinfo import ZoneInfo
 
 from telco_lifecycle import audit
-from telco_lifecycle.customers import holds_in_force, require_customer
+from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
 log = logging.getLogger("telco_lifecycle.retention")
 
-BATCH_SIZE = 200  # customers per batch; each customer is its own transaction
+BATCH_SIZE = 1000  # customers per batch, and per transaction
 PURGED_MARK = "_purged_on"  # a kept column with this suffix records the day the rule was applied
 
 
@@ -69,39 +71,57 @@ class Scope:
                     " <= %(as_of)s")
         return "TRUE"  # fiscal-year clocks date each row, see due_rows
 
-    def due_rows(self, item: DataItem, customer: str) -> str:
-        """Condition selecting the rows of `item.table` of `customer` that are due (the
-        customer's own clock, see customer_clock, is checked separately)."""
-        if item.dated_by and "." in item.dated_by:  # dated by the table it reaches its customer through
-            via, column = item.subject.via, item.subject.column
-            condition = (f"{column} IN (SELECT {column} FROM {via} WHERE customer_id = {customer}"
-                         f" AND {_dated(item)})")
+    def rows(self, item: DataItem, owners: str) -> tuple[str, str, str]:
+        """The due rows of `item.table` (alias `t`) whose customer satisfies `<owner>
+        <owners>` (for example `= c.customer_id` or `IN (SELECT ...)`), as (the table it
+        reaches its customer through or "", the condition, the owner expression). The
+        customer's own clock (customer_clock) is checked by the caller."""
+        column = item.subject.column
+        if item.subject.via:  # reaches its customer through another table (alias `v`)
+            joined, owner = f"{item.subject.via} v", "v.customer_id"
+            condition = f"t.{column} = v.{column} AND {owner} {owners}"
         else:
-            condition = item.subject_filter(customer) + (f" AND {_dated(item)}" if item.dated_by else "")
+            joined, owner = "", f"t.{column}"
+            condition = f"{owner} {owners}"
+        if item.dated_by:
+            condition += f" AND {_dated(item)}"
         if item.action == "anonymise":
-            remaining = [f"{c} IS NOT NULL" for c in item.columns] + [f"{c} IS NULL" for c in _marks(item)]
+            remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in _marks(item)]
             condition += f" AND ({' OR '.join(remaining)})"
-        return condition
+        return joined, condition, owner
+
+    def exists_due(self, item: DataItem, customer: str = "c.customer_id") -> str:
+        joined, condition, _ = self.rows(item, f"= {customer}")
+        return f"EXISTS (SELECT 1 FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition})"
 
     def due_customers_sql(self) -> str:
-        """Customers with something due under this rule, held or not, in id order."""
-        anything = " OR ".join(f"EXISTS (SELECT 1 FROM {item.table} WHERE {self.due_rows(item, 'c.customer_id')})"
-                               for item in self.rule.data)
+        """Customers with something due under this rule, held or not."""
+        anything = " OR ".join(self.exists_due(item) for item in self.rule.data)
         return (f"SELECT c.customer_id, lifecycle_on_hold(c.customer_id) FROM customers c"
                 f" WHERE {self.customer_clock()} AND ({anything})")
 
-    def statement(self, item: DataItem) -> str:
-        """The purge of one customer's due rows of `item` (parameter %(customer_id)s)."""
-        where = f"{self.due_rows(item, '%(customer_id)s')} AND NOT lifecycle_on_hold(%(customer_id)s)"
+    def releasable(self, customers: str = "ANY (%(batch)s)") -> str:
+        """Of the customers `customer_id = <customers>`, those whose clock has run out and
+        who are under no hold in force: checked in every purge statement itself."""
+        return (f"IN (SELECT c.customer_id FROM customers c WHERE c.customer_id = {customers}"
+                f" AND {self.customer_clock()} AND NOT lifecycle_on_hold(c.customer_id))")
+
+    def change(self, item: DataItem, owners: str) -> tuple[str, str]:
+        """The set-based statement removing `item`'s due rows of the customers `<owner>
+        <owners>` (see rows), and the owner expression it can return."""
+        joined, condition, owner = self.rows(item, owners)
         if item.action == "delete":
-            return f"DELETE FROM {item.table} WHERE {where}"
-        cleared = [f"{c} = NULL" for c in item.columns] + [f"{c} = coalesce({c}, %(as_of)s)" for c in _marks(item)]
-        return f"UPDATE {item.table} SET {', '.join(cleared)} WHERE {where}"
+            return f"DELETE FROM {item.table} t{' USING ' + joined if joined else ''} WHERE {condition}", owner
+        cleared = [f"{c} = NULL" for c in item.columns] + [f"{c} = coalesce(t.{c}, %(as_of)s)" for c in _marks(item)]
+        return (f"UPDATE {item.table} t SET {', '.join(cleared)}{' FROM ' + joined if joined else ''}"
+                f" WHERE {condition}"), owner
 
 
 def _dated(item: DataItem) -> str:
-    column = item.dated_by.rsplit(".", 1)[-1]
-    if column == "fiscal_year":
+    """`item`'s rows of a due fiscal year (dated by its own column, alias `t`, or by the
+    table it reaches its customer through, alias `v`)."""
+    column = f"{'v' if '.' in item.dated_by else 't'}.{item.dated_by.rsplit('.', 1)[-1]}"
+    if column.endswith(".fiscal_year"):
         return f"{column} <= %(due_fiscal_year)s"
     return f"{column} < %(fiscal_cutoff)s"  # a timestamp: its Copenhagen date's fiscal year
 
@@ -131,10 +151,11 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
     params = s.params
     due = {}
     with transaction(conn) as cur:
+        every_customer = s.releasable("c.customer_id")
         for item in s.rule.data:
-            cur.execute(f"SELECT coalesce(sum((SELECT count(*) FROM {item.table}"
-                        f" WHERE {s.due_rows(item, 'c.customer_id')})), 0)::bigint FROM customers c"
-                        f" WHERE {s.customer_clock()} AND NOT lifecycle_on_hold(c.customer_id)", params)
+            joined, condition, _ = s.rows(item, every_customer)
+            cur.execute(f"SELECT count(*) FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition}",
+                        params)
             due[item.table] = cur.fetchone()[0]
         cur.execute(f"SELECT count(*), count(*) FILTER (WHERE on_hold) FROM ({s.due_customers_sql()}) d(id, on_hold)",
                     params)
@@ -203,7 +224,7 @@ def _drop_partition(conn, s: Scope, name: str, run: audit.RunContext) -> dict:
 
 
 def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
-    """Customer by customer, in batches walked by id (memory stays bounded)."""
+    """Batch by batch of due customers, walked by id (memory stays bounded)."""
     params = s.params
     with conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM ({s.due_customers_sql()}) d", params)
@@ -217,34 +238,36 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
                         " LIMIT %(limit)s", {**params, "after": after, "limit": batch_size})
             batch = cur.fetchall()
         conn.rollback()
-        for customer_id, on_hold in batch:
-            if on_hold:
-                skipped.append(_skip(conn, s, customer_id, run))
-                continue
-            for table, n in _purge_customer(conn, s, customer_id, run).items():
-                removed[table] += n
-            purged += 1
+        skipped += [_skip(conn, s, customer_id, run) for customer_id, on_hold in batch if on_hold]
+        purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run, removed)
         after = batch[-1][0] if batch else after
         log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
                  s.rule.id, number, batches, len(batch), _counts(removed))
     return skipped, purged
 
 
-def _purge_customer(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict[str, int]:
-    params = {**s.params, "customer_id": customer_id}
-    events, removed = [], {}
+def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict) -> int:
+    """One transaction for a batch of customers: per table one set-based statement
+    removes the due rows of all of them and writes their audit rows (one per customer),
+    so each customer's rows for the rule go, with their audit rows, or none do."""
+    if not customer_ids:
+        return 0
+    params = {**s.params, "batch": customer_ids}
+    events = []
     with transaction(conn) as cur:
-        # The customer's row lock first, as offboarding and erasure take it: one lock
-        # order for everything that changes a customer, so they queue, never deadlock.
-        require_customer(cur, customer_id, lock=True)
+        # The customers' row locks first, in id order, as offboarding and erasure take
+        # them: one lock order for everything that changes a customer, so they queue,
+        # never deadlock.
+        cur.execute("SELECT customer_id FROM customers WHERE customer_id = ANY (%(batch)s)"
+                    " ORDER BY customer_id FOR UPDATE", params)
         for item in s.rule.data:
-            cur.execute(s.statement(item), params)
-            removed[item.table] = cur.rowcount
-            if cur.rowcount:
-                events.append(audit.record(cur, audit.Action(
-                    item.action, s.rule.id, customer_id, item.table, cur.rowcount, s.as_of), run))
+            change, owner = s.change(item, s.releasable())
+            written = audit.record_per_customer(cur, change, owner, params, audit.Action(
+                item.action, s.rule.id, None, item.table, 0, s.as_of), run)
+            removed[item.table] += sum(event["row_count"] for event in written)
+            events += written
     audit.emit(events)
-    return removed
+    return len({event["customer_id"] for event in events})
 
 
 def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
@@ -324,7 +347,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
 
         @task
         def purge_due(planned: dict) -> dict:
-            """Remove what is due, customer by customer (and CDR month by month), with audit rows."""
+            """Remove what is due, batch by batch of customers (and CDR month by month), with audit rows."""
             from telco_lifecycle.airflow_support import run_context, telco_connection
 
             context = get_current_context()

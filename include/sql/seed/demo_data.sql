@@ -22,7 +22,7 @@ SELECT i AS customer_id,
        CASE WHEN pg_temp.r(i, 1, %(seed)s) < 0.35 THEN NULL
             ELSE (%(anchor)s::date - floor(pg_temp.r(i, 2, %(seed)s) * 7 * 365.25)::int) END AS ended_on,
        pg_temp.r(i, 3, %(seed)s) AS years_frac
-FROM generate_series(1, %(customers)s) AS i;
+FROM generate_series(1::bigint, %(customers)s) AS i;  -- bigint: keys like customer_id * 100000 + n
 ALTER TABLE seed_customer ADD COLUMN started_on date, ADD COLUMN last_day date;
 UPDATE seed_customer
    SET last_day = coalesce(ended_on, %(anchor)s::date),
