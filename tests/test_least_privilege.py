@@ -4,6 +4,7 @@ the lifecycle's work and nothing else. Every refusal the role is for is proved h
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import psycopg2
 import pytest
@@ -111,3 +112,33 @@ def test_the_partition_drop_cannot_be_pointed_elsewhere(app_conn):
         with pytest.raises(psycopg2.errors.RaiseException, match="not a month partition of cdrs"):
             cur.execute("SELECT * FROM lifecycle_drop_cdr_partition('invoices')")
     app_conn.rollback()
+
+
+def test_grant_login_gives_the_dags_connection_the_role_and_nothing_more(telco, monkeypatch):
+    """`lifecycle grant-login` (docker-compose's airflow-init runs it as the owner) turns the
+    telco_db connection's login into a member of the role; run again, it changes nothing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from telco_lifecycle import cli
+
+    login = f"lifecycle_worker_{os.getpid()}"  # roles are cluster-wide: unique per test run
+    owner = urlsplit(telco.url)
+    worker_url = urlunsplit(owner._replace(netloc=f"{login}:s3cret@{owner.hostname}:{owner.port}"))
+    monkeypatch.setenv("AIRFLOW_CONN_TELCO_DB", worker_url)
+    try:
+        for _ in range(2):
+            assert cli.main(["grant-login", "--database-url", telco.url]) == 0
+        assert telco.rows("SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, pg_has_role(rolname, %s, 'MEMBER')"
+                          " FROM pg_roles WHERE rolname = %s", (ROLE, login)) == [(True, False, False, False, True)]
+        worker = connect(worker_url)  # the machine's test server trusts loopback; the password is set all the same
+        with worker.cursor() as cur:
+            cur.execute("SELECT current_user, count(*) FROM customers")
+            assert cur.fetchone()[0] == login
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute("UPDATE lifecycle_audit SET row_count = 0")
+        worker.close()
+        monkeypatch.setenv("AIRFLOW_CONN_TELCO_DB", telco.url)  # the DAGs' connection is the owner itself
+        with pytest.raises(SystemExit, match="owner"):
+            cli.main(["grant-login", "--database-url", telco.url])
+    finally:
+        telco.execute(f'DROP ROLE IF EXISTS "{login}"')

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
         return p
 
     with_db(sub.add_parser("migrate", help="apply the schema migrations (idempotent)"))
+    with_db(sub.add_parser("grant-login", help="(as the owner, --database-url) make the telco_db connection's"
+                                               " login a member of lifecycle_app and nothing more (idempotent)"))
     p = with_db(sub.add_parser("seed", help="fill a freshly migrated database with deterministic demo data"))
     p.add_argument("--customers", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
@@ -50,6 +52,25 @@ def _migrate(args) -> None:
     conn = connect(settings.telco_database_url(args.database_url))
     applied = migrate(conn)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema is up to date)'}")
+
+
+def _grant_login(args) -> None:
+    from psycopg2.extensions import parse_dsn
+
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.migrations import LoginRefused, grant_login
+
+    if not args.database_url:
+        raise SystemExit("grant-login acts as the owner: pass the owner's --database-url")
+    worker = parse_dsn(settings.telco_database_url())  # the connection the DAGs use
+    if not worker.get("user"):
+        raise SystemExit("the telco_db connection names no login; nothing was changed")
+    conn = connect(args.database_url)
+    try:
+        done = grant_login(conn, worker["user"], worker.get("password"))
+    except LoginRefused as refused:
+        raise SystemExit(str(refused)) from refused
+    print(f"login {worker['user']!r} {done}: member of lifecycle_app only")
 
 
 def _seed(args) -> None:
@@ -111,7 +132,7 @@ def _certificate(args) -> None:
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
 
 
-COMMANDS = {"migrate": _migrate, "seed": _seed, "env": _env, "stop-server": _stop_server, "policy": _policy,
+COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env, "stop-server": _stop_server, "policy": _policy,
             "audit-report": _audit_report, "certificate": _certificate}
 
 if __name__ == "__main__":

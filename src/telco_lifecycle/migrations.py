@@ -53,3 +53,34 @@ def ensure_cdr_partitions(cur) -> int:
         "SELECT lifecycle_ensure_cdr_partitions((current_date + %s::interval)::date)", (CDR_PARTITIONS_AHEAD,)
     )
     return cur.fetchone()[0]
+
+
+APP_ROLE = "lifecycle_app"  # the least-privilege group role of migration 0007
+
+
+class LoginRefused(ValueError):
+    """The login cannot be made a least-privilege login; nothing was changed."""
+
+
+def grant_login(conn, login: str, password: str | None) -> str:
+    """(As the owner.) Make `login` a LOGIN role whose only privileges are those of
+    lifecycle_app: create it, or set the password of an existing plain role; refuse the
+    owner itself and roles that could do more (superuser, create roles or databases)."""
+    from psycopg2 import sql
+
+    with transaction(conn) as cur:
+        cur.execute("SELECT current_user")
+        if cur.fetchone()[0] == login:
+            raise LoginRefused(f"the telco_db connection logs in as {login!r}, the owner that runs the migrations;"
+                               " give it a login of its own (nothing was changed)")
+        cur.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls FROM pg_roles WHERE rolname = %s",
+                    (login,))
+        found = cur.fetchone()
+        if found and found[0]:
+            raise LoginRefused(f"role {login!r} may do more than {APP_ROLE} (superuser, CREATEROLE, CREATEDB or"
+                               " BYPASSRLS); give the telco_db connection a login of its own (nothing was changed)")
+        password_clause = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password else sql.SQL("")
+        verb = "ALTER" if found else "CREATE"
+        cur.execute(sql.SQL(verb + " ROLE {} LOGIN").format(sql.Identifier(login)) + password_clause)
+        cur.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Identifier(login)))
+    return "updated" if found else "created"

@@ -97,3 +97,17 @@ def test_image_is_the_tested_airflow_with_the_pinned_requirements():
     assert base.split("-")[0] == version("apache-airflow")
     assert f"apache-airflow=={version('apache-airflow')}" in (ROOT / "requirements.txt").read_text()
     assert "-r requirements.txt" in dockerfile and "constraints.txt" in dockerfile
+
+
+def test_the_dags_connect_with_their_own_least_privilege_login(compose):
+    """Only airflow-init gets the owner's URL (migrations, then grant-login); the DAGs'
+    connection is another login, which grant-login makes a member of lifecycle_app."""
+    services = compose["services"]
+    assert "LIFECYCLE_OWNER_DATABASE_URL" not in compose["x-airflow-common"]["environment"]
+    assert "LIFECYCLE_OWNER_DATABASE_URL" in services["airflow-init"]["environment"]
+    init = " ".join(services["airflow-init"]["command"])
+    assert init.index("lifecycle migrate --database-url") < init.index("lifecycle grant-login --database-url")
+    example = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    owner, worker = urlsplit(example["LIFECYCLE_OWNER_DATABASE_URL"]), urlsplit(example["AIRFLOW_CONN_TELCO_DB"])
+    assert owner.username == services["telco-db"]["environment"]["POSTGRES_USER"]
+    assert worker.username != owner.username and (worker.hostname, worker.path) == (owner.hostname, owner.path)
