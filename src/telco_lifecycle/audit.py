@@ -40,14 +40,6 @@ class Action:
     dry_run: bool = False
     details: dict = dataclasses.field(default_factory=dict)
 
-    def sentence(self) -> str:
-        who = f"customer {self.customer_id}" if self.customer_id is not None else "all customers"
-        what = f"{self.row_count} row(s) of {self.table_name}" if self.table_name else ""
-        mode = "DRY RUN, would " if self.dry_run else ""
-        rule = f"rule {self.rule}" if self.rule else "lifecycle"
-        extra = "".join(f", {k}={v}" for k, v in self.details.items())
-        return f"{rule}: {mode}{self.action} {what} for {who}{extra}".replace("  ", " ")
-
 
 COLUMNS = ("action, rule, customer_id, table_name, row_count, as_of, dry_run,"
            " dag_id, run_id, task_id, try_number, details, prev_hash, row_hash")
@@ -74,28 +66,32 @@ RETURNING {RETURNED}, customer_id, row_count
 """
 
 
+def _fields(record) -> dict:
+    """A dataclass's fields as a flat dict (shallow: cheap, called once per audit row)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
 def _values(action: Action, run: RunContext) -> dict:
-    values = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
+    values = {**_fields(action), **_fields(run)}
     values["details"] = json.dumps(action.details, sort_keys=True)
     return values
 
 
-def _event(action: Action, run: RunContext, audit_id, recorded_at, prev_hash, row_hash) -> dict:
-    event = {**dataclasses.asdict(action), **dataclasses.asdict(run)}
-    event.update(
-        audit_id=audit_id,
-        recorded_at=recorded_at.isoformat(),
-        as_of=action.as_of.isoformat() if action.as_of else None,
-        prev_hash=prev_hash,
-        row_hash=row_hash,
-    )
-    return event
+def _event(common: dict, audit_id, recorded_at, prev_hash, row_hash, **fields) -> dict:
+    """The log event of one written row: the action and run fields (`common`, with the
+    row's own `fields`) and what the database wrote."""
+    return {**common, **fields, "audit_id": audit_id, "recorded_at": recorded_at.isoformat(),
+            "prev_hash": prev_hash, "row_hash": row_hash}
+
+
+def _common(action: Action, run: RunContext) -> dict:
+    return {**_fields(action), **_fields(run), "as_of": action.as_of.isoformat() if action.as_of else None}
 
 
 def record(cur, action: Action, run: RunContext) -> dict:
     """Write the audit row in the current transaction; return the event to log after commit."""
     cur.execute(INSERT, _values(action, run))
-    return _event(action, run, *cur.fetchone())
+    return _event(_common(action, run), *cur.fetchone())
 
 
 def record_per_customer(cur, change: str, owner: str, params: dict, action: Action, run: RunContext) -> list[dict]:
@@ -105,16 +101,26 @@ def record_per_customer(cur, change: str, owner: str, params: dict, action: Acti
     `action` gives the fields every row shares (its customer id and count are ignored)."""
     values = {f"audit_{key}": value for key, value in _values(action, run).items()}
     cur.execute(INSERT_PER_CUSTOMER.format(change=change, owner=owner), {**params, **values})
-    return [_event(dataclasses.replace(action, customer_id=customer_id, row_count=row_count), run, *written)
+    common = _common(action, run)
+    return [_event(common, *written, customer_id=customer_id, row_count=row_count)
             for *written, customer_id, row_count in cur.fetchall()]
 
 
 def emit(events: list[dict]) -> None:
     """Log committed audit events: one sentence for people, one JSON record for machines."""
     for event in events:
-        action = Action(**{f.name: event[f.name] for f in dataclasses.fields(Action)})
-        human_log.info("%s (audit #%s)", action.sentence(), event["audit_id"])
+        human_log.info("%s (audit #%s)", sentence(event), event["audit_id"])
         audit_log.info("%s%s", EVENT_PREFIX, json.dumps(event, sort_keys=True, default=str))
+
+
+def sentence(event: dict) -> str:
+    """The audit event as one line a person reads in the task log."""
+    who = f"customer {event['customer_id']}" if event["customer_id"] is not None else "all customers"
+    what = f"{event['row_count']} row(s) of {event['table_name']}" if event["table_name"] else ""
+    mode = "DRY RUN, would " if event["dry_run"] else ""
+    rule = f"rule {event['rule']}" if event["rule"] else "lifecycle"
+    extra = "".join(f", {k}={v}" for k, v in event["details"].items())
+    return f"{rule}: {mode}{event['action']} {what} for {who}{extra}".replace("  ", " ")
 
 
 def parse_event(message: str) -> dict | None:

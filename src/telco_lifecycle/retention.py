@@ -176,17 +176,21 @@ def _expired_partitions(cur, s: Scope, params: dict) -> list[str]:
 
 def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bool = False,
           policy: Policy | None = None, batch_size: int = BATCH_SIZE) -> dict:
-    """Remove what the rule says is due at `as_of`; a dry run only counts and records that."""
+    """Remove what the rule says is due at `as_of`; a dry run only counts (`plan`) and
+    records that. The purge itself does not count first: it finds the due customers
+    batch by batch, and what it removed is in the audit rows and the result."""
     s = scope(rule_id, as_of, policy)
     with run_lock(conn, f"purge:{s.rule.id}"):
-        planned = plan(conn, rule_id, as_of, policy)
         if dry_run:
+            planned = plan(conn, rule_id, as_of, policy)
             _record_dry_run(conn, s, planned, run)
             return {**planned, "dry_run": True, "removed": {t: 0 for t in planned["due"]},
                     "message": f"rule {s.rule.id} as of {as_of}: DRY RUN, would remove "
                                + _counts(planned["due"])}
         removed = {item.table: 0 for item in s.rule.data}
-        dropped = [_drop_partition(conn, s, name, run) for name in planned["partitions"]]
+        with transaction(conn) as cur:
+            expired = _expired_partitions(cur, s, s.params)
+        dropped = [_drop_partition(conn, s, name, run) for name in expired]
         for result in dropped:
             removed["cdrs"] += result["rows"]
         skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
@@ -194,8 +198,9 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
                + (f" and dropped {len(dropped)} CDR partition(s)" if dropped else "")
                + (f"; skipped {len(skipped)} customer(s) under legal hold" if skipped else ""))
     log.info(message)
-    return {**planned, "dry_run": False, "removed": removed, "customers_purged": purged,
-            "partitions_dropped": dropped, "skipped_legal_hold": skipped, "message": message}
+    return {"rule": s.rule.id, "as_of": as_of.isoformat(), "dry_run": False, "removed": removed,
+            "customers_purged": purged, "partitions_dropped": dropped, "skipped_legal_hold": skipped,
+            "message": message}
 
 
 def _counts(per_table: dict[str, int]) -> str:
@@ -368,11 +373,14 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
 
             context = get_current_context()
             as_of = dt.date.fromisoformat(result["as_of"])
-            due = {t: 0 if result["dry_run"] else n for t, n in result["due"].items()}
+            # What was due when the before snapshot was taken (a retried purge task
+            # removes only the rest, so its own counts would not match the snapshot).
+            due = {t: 0 if result["dry_run"] else n for t, n in planned["due"].items()}
             checks = verify(telco_url(), as_of, f"{dag_id}_{context['run_id']}",
                             rule_ids=[] if result["dry_run"] else [rule_id],
                             expected={"rule": rule_id, "before": planned["before"], "due": due})
-            return {key: result[key] for key in ("rule", "as_of", "dry_run", "due", "removed", "message")} | {
+            return {key: result[key] for key in ("rule", "as_of", "dry_run", "removed", "message")} | {
+                "due": planned["due"],
                 "skipped_legal_hold": len(result.get("skipped_legal_hold", [])),
                 "partitions_dropped": [p["partition"] for p in result.get("partitions_dropped", [])],
                 "verification": "passed", "checks": len(checks)}
