@@ -9,8 +9,7 @@ with the customer's internal id and your name.
 
 | step | what it does |
 | --- | --- |
-| `check_request` | refuses, changing nothing, an unknown customer, an end date in the future or different from one already recorded, and a customer under **legal hold**; counts the customer's rows |
-| `offboard_customer` | one transaction: sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes the audit rows |
+| `offboard_customer` | the first task, so the deletion follows the trigger at once; one transaction: refuses, changing nothing, an unknown customer, an end date in the future or different from one already recorded, and a customer under **legal hold**; counts the customer's rows; sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes the audit rows |
 | `verify_offboarding` | Great Expectations re-queries the database: no PBX/SIP rows remain, nothing else of the customer was removed |
 | `summarise` | the counts per table (the run's XCom); no personal data |
 
@@ -52,23 +51,8 @@ from telco_lifecycle.alerts import offboarding_deadline
     },
 )
 def customer_offboarding():
-    @task(retries=0)
-    def check_request() -> dict:
-        """Validate the request and count the customer's rows before anything changes."""
-        from telco_lifecycle import offboarding
-        from telco_lifecycle.airflow_support import telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
-
-        conn = telco_connection()
-        try:
-            return offboarding.preview(conn, _request(get_current_context()))
-        except (UnknownCustomer, offboarding.OffboardingRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
-        finally:
-            conn.close()
-
     @task
-    def offboard_customer(checked: dict) -> dict:
+    def offboard_customer() -> dict:
         """End the relationship and delete the PBX/SIP configuration in one transaction."""
         from telco_lifecycle import offboarding
         from telco_lifecycle.airflow_support import run_context, telco_connection
@@ -86,7 +70,7 @@ def customer_offboarding():
         return result
 
     @task
-    def verify_offboarding(checked: dict, result: dict) -> list[dict]:
+    def verify_offboarding(result: dict) -> list[dict]:
         """Great Expectations: PBX/SIP rows gone, nothing else of the customer removed."""
         import dataclasses
 
@@ -95,28 +79,27 @@ def customer_offboarding():
         from telco_lifecycle.verification import run_checks
 
         context = get_current_context()
-        checks = verification_checks(checked["customer_id"], checked["rows_before"], result["dry_run"])
-        results = run_checks(telco_url(), f"offboarding_{checked['customer_id']}_{context['run_id']}", checks)
+        checks = verification_checks(result["customer_id"], result["rows_before"], result["dry_run"])
+        results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
         return [dataclasses.asdict(r) for r in results]
 
     @task
-    def summarise(checked: dict, result: dict, verification: list[dict]) -> dict:
+    def summarise(result: dict, verification: list[dict]) -> dict:
         """The run's outcome, counts only."""
         return {
             "customer_id": result["customer_id"],
             "relationship_ended_on": result["relationship_ended_on"],
             "dry_run": result["dry_run"],
             "no_op": result["no_op"],
-            "rows_before": checked["rows_before"],
+            "rows_before": result["rows_before"],
             "deleted": result["deleted"],
             "verification": "passed" if all(v["success"] for v in verification) else "failed",
             "checks": len(verification),
             "message": result["message"],
         }
 
-    checked = check_request()
-    result = offboard_customer(checked)
-    summarise(checked, result, verify_offboarding(checked, result))
+    result = offboard_customer()
+    summarise(result, verify_offboarding(result))
 
 
 def _request(context):

@@ -63,25 +63,16 @@ def check_request(cur, request: OffboardingRequest) -> dict:
     return state
 
 
-def preview(conn, request: OffboardingRequest) -> dict:
-    """Validate the request and count the customer's rows per table (read only)."""
-    with transaction(conn) as cur:
-        state = check_request(cur, request)
-        counts = row_counts(cur, load_policy(), request.customer_id)
-    conn.rollback()
-    return {
-        "customer_id": request.customer_id,
-        "already_ended_on": state["relationship_ended_on"].isoformat() if state["relationship_ended_on"] else None,
-        "rows_before": counts,
-    }
-
-
 def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
-    """End the relationship and delete the PBX/SIP configuration in one transaction."""
-    rule = load_policy().rule(RULE)
+    """End the relationship and delete the PBX/SIP configuration in one transaction,
+    refusing (changing nothing) a request that cannot be carried out. The customer's
+    rows per table are counted in the same transaction first, for verification."""
+    policy = load_policy()
+    rule = policy.rule(RULE)
     events = []
     with transaction(conn) as cur:
         state = check_request(cur, request)
+        rows_before = row_counts(cur, policy, request.customer_id)
         already_ended = state["relationship_ended_on"]
         end_date = already_ended or request.end_date
         removed = {}
@@ -121,6 +112,7 @@ def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
             + ", ".join(f"{n} {t}" for t, n in removed.items())
         ),
         "deleted": removed,
+        "rows_before": rows_before,
         "audit_ids": [e["audit_id"] for e in events],
     }
 

@@ -62,8 +62,8 @@ def test_refused_request_fails_the_run_with_its_reason_and_changes_nothing(e2e):
     run_id, state = e2e.run(DAG, {"customer_id": 987654321, "requested_by": "e2e-test"})
 
     assert state == "failed"
-    assert e2e.task_states(DAG, run_id)["check_request"] == "failed"
-    failure = [m for m in e2e.log_messages(DAG, run_id, "check_request") if m.get("level") == "error"]
+    assert e2e.task_states(DAG, run_id)["offboard_customer"] == "failed"
+    failure = [m for m in e2e.log_messages(DAG, run_id, "offboard_customer") if m.get("level") == "error"]
     assert "987654321" in json.dumps(failure), failure
     assert e2e.telco.fingerprint(exclude=()) == before
 
