@@ -229,25 +229,32 @@ def _drop_partition(conn, s: Scope, name: str, run: audit.RunContext) -> dict:
 
 
 def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
-    """Batch by batch of due customers, walked by id (memory stays bounded)."""
-    params = s.params
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM ({s.due_customers_sql()}) d", params)
-        total = cur.fetchone()[0]
-    conn.rollback()
+    """Batch by batch of due customers: found once, set-based, into a temporary table,
+    then walked by id (Python holds one batch at a time)."""
+    with transaction(conn) as cur:
+        cur.execute("DROP TABLE IF EXISTS lifecycle_due;"
+                    " CREATE TEMP TABLE lifecycle_due (customer_id bigint PRIMARY KEY, on_hold boolean NOT NULL)")
+        cur.execute(f"INSERT INTO lifecycle_due {s.due_customers_sql()}", s.params)
+        total = cur.rowcount
     batches = math.ceil(total / batch_size)
     skipped, purged, after = [], 0, 0
-    for number in range(1, batches + 1):
-        with conn.cursor() as cur:
-            cur.execute(f"{s.due_customers_sql()} AND c.customer_id > %(after)s ORDER BY c.customer_id"
-                        " LIMIT %(limit)s", {**params, "after": after, "limit": batch_size})
-            batch = cur.fetchall()
-        conn.rollback()
-        skipped += [_skip(conn, s, customer_id, run) for customer_id, on_hold in batch if on_hold]
-        purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run, removed)
-        after = batch[-1][0] if batch else after
-        log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
-                 s.rule.id, number, batches, len(batch), _counts(removed))
+    try:
+        for number in range(1, batches + 1):
+            with conn.cursor() as cur:
+                cur.execute("SELECT customer_id, on_hold FROM lifecycle_due WHERE customer_id > %(after)s"
+                            " ORDER BY customer_id LIMIT %(limit)s", {"after": after, "limit": batch_size})
+                batch = cur.fetchall()
+            conn.rollback()
+            skipped += [_skip(conn, s, customer_id, run) for customer_id, on_hold in batch if on_hold]
+            purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
+                                   removed)
+            after = batch[-1][0]
+            log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
+                     s.rule.id, number, batches, len(batch), _counts(removed))
+    finally:
+        if not conn.closed:
+            with transaction(conn) as cur:
+                cur.execute("DROP TABLE IF EXISTS lifecycle_due")
     return skipped, purged
 
 
