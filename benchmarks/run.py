@@ -15,9 +15,9 @@ comparison made in the same run:
 5. each DAG file's parse time against an empty DAG file's, as DagBag measures it,
    each parse in a process forked from one that has imported Airflow (as the dag
    processor does);
-6. peak RSS of a purge task run in its own process.
-
-Not measured yet: offboarding latency on a running Airflow (issue 7, figure 6).
+6. peak RSS of a purge task run in its own process;
+7. offboarding latency on a running Airflow (trigger -> PBX/SIP deleted) against a
+   one-task no-op DAG's trigger -> first task started (benchmarks/latency.py).
 
 Results: benchmarks/results/latest.json, latest.md and scaling.png (or `--out`).
 """
@@ -37,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.latency import offboarding_latency
 from telco_lifecycle.migrations import migration_files
 from telco_lifecycle.settings import project_dir, sql_dir, with_database
 
@@ -60,6 +61,7 @@ TARGETS = {
     "cost_vs_size": 1.3,
     "verification_vs_count": 2.0,
     "dag_parse_vs_empty": 1.5,
+    "offboarding_latency_vs_noop": 2.0,
     "purge_peak_rss_mb": 300,
     "purge_rss_growth": 1.3,
 }
@@ -437,6 +439,10 @@ def targets(results: dict) -> list[dict]:
     add(f"purge peak RSS, {large['label']} / {small['label']}", growth["rss"], TARGETS["purge_rss_growth"])
     for name, f in results["dag_parse"]["files"].items():
         add(f"DAG parse time / empty DAG, {name}", f["ratio"], TARGETS["dag_parse_vs_empty"])
+    latency = results["offboarding_latency"]
+    add(f"offboarding: trigger -> PBX/SIP deleted ({latency['offboarding_deletion_s']} s) / no-op DAG: trigger"
+        f" -> first task started ({latency['noop_first_task_s']} s)", latency["ratio"],
+        TARGETS["offboarding_latency_vs_noop"])
     return rows
 
 
@@ -482,8 +488,10 @@ def markdown(results: dict) -> str:
         lines.append(f"| {s['label']} | {p['partitions']} | {p['rows_per_month']} | {p['drop_s_per_month']} | "
                      f"{p['delete_s']} | {p['speedup']} | {s['due_customers']['purge_s']} | {v['gx_s']} | "
                      f"{v['count_s']} | {s['rss']['purge_peak_rss_mb']} |")
-    lines += ["", f"DAG parsing: empty DAG {results['dag_parse']['empty_dag_s']} s.",
-              "", "Not measured here: offboarding latency on a running Airflow (figure 6).", ""]
+    latency = results["offboarding_latency"]["runs"]
+    lines += ["", f"DAG parsing: empty DAG {results['dag_parse']['empty_dag_s']} s.", "",
+              f"Offboarding latency runs (s): trigger -> PBX/SIP deleted {latency['offboarding']}; no-op DAG,"
+              f" trigger -> first task started {latency['noop']}.", ""]
     return "\n".join(lines)
 
 
@@ -556,6 +564,8 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
                 "verification": verification(server, template, repeat),
                 "rss": purge_peak_rss(server, template),
             })
+        print("measuring offboarding latency on a running Airflow ...", flush=True)
+        results["offboarding_latency"] = offboarding_latency(server.url, templates[0], prefix, repeat)
     finally:
         server.drop(f"{prefix}_work")
         for template in [] if keep_templates else templates:

@@ -28,4 +28,6 @@ def test_bench_smoke_writes_sane_results(tmp_path):
         assert 0 < scale["rss"]["imports_only_rss_mb"] <= scale["rss"]["purge_peak_rss_mb"] < 1000
     assert results["scales"][0]["due_customers"]["customers"] == results["scales"][1]["due_customers"]["customers"]
     assert results["dag_parse"]["empty_dag_s"] > 0 and len(results["dag_parse"]["files"]) >= 10
+    latency = results["offboarding_latency"]
+    assert 0 < latency["noop_first_task_s"] and 0 < latency["offboarding_deletion_s"] and latency["ratio"] > 0
     assert all(t["met"] in (True, False) for t in results["targets"])

@@ -172,11 +172,36 @@ class LocalAirflow:
                 found.append(int(entry.name))
         return found
 
+    def token(self, username: str | None = None, password: str | None = None) -> str:
+        """A REST API bearer token: POST /auth/token (outside /api/v2, so not in the client)."""
+        request = urllib.request.Request(
+            self.url + "/auth/token",
+            data=json.dumps({"username": username or self.username, "password": password or self.password}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)["access_token"]
+
     def __enter__(self) -> LocalAirflow:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def wait_for_dag(dags_api, dag_id: str, timeout: float = 120) -> None:
+    """Until the dag-processor has parsed the file and the API knows the DAG (`dags_api`:
+    the official client's DAGApi)."""
+    from airflow_client.client import ApiException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            dags_api.get_dag(dag_id)
+            return
+        except ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -7,13 +7,12 @@ import contextlib
 import datetime as dt
 import json
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
-from telco_lifecycle.airflow_local import LocalAirflow, free_port
+from telco_lifecycle.airflow_local import LocalAirflow, free_port, wait_for_dag
 from telco_lifecycle.audit import parse_event
 from telco_lifecycle.policy import Rule, add_years, load_policy
 from telco_lifecycle.localenv import airflow_environment, drop_database, ensure_database
@@ -90,24 +89,10 @@ class AirflowE2E:
         self.tasks = client.TaskInstanceApi(self.api)
 
     def token(self, username: str = USERNAME, password: str = PASSWORD) -> str:
-        """POST /auth/token (outside /api/v2, so not in the client)."""
-        request = urllib.request.Request(
-            self.url + "/auth/token", data=json.dumps({"username": username, "password": password}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.load(response)["access_token"]
+        return self.airflow.token(username, password)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
-        """Until the dag-processor has parsed the file and the API knows the DAG."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.dags.get_dag(dag_id)
-                return
-            except self.client.ApiException as error:
-                if error.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(1)
+        wait_for_dag(self.dags, dag_id, timeout)
 
     def unpause(self, dag_id: str) -> None:
         self.wait_for_dag(dag_id)
