@@ -4,6 +4,7 @@ wrong date, name rule, table and count, and leave Data Docs as evidence."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
@@ -43,11 +44,14 @@ def test_verification_dag_fails_while_overdue_data_remains_and_passes_after_the_
     for rule_id in SCHEDULED:
         purge(conn, rule_id, AS_OF, RUN)
     conn.close()
+    started = time.time()
     dag_run, xcom = run_dag("retention_verification", {}, at(AS_OF))
 
     assert dag_run.state == "success"
     assert xcom["verify_all_rules"]["verification"] == "passed" and xcom["verify_all_rules"]["checks"] > 10
-    assert (reports_dir() / "data_docs" / "index.html").exists()
+    docs = reports_dir() / "data_docs"
+    assert (docs / "index.html").stat().st_mtime >= started
+    assert [page for page in (docs / "validations").rglob("*.html") if page.stat().st_mtime >= started]
 
 
 @pytest.mark.parametrize("years, broken_check", [

@@ -81,11 +81,11 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check], docs_dir
         batch = asset.add_batch_definition_whole_table("whole_table")
         definitions.append(context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{slug}.{table}", data=batch, suite=suite)))
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(name=slug, validation_definitions=definitions,
-                      actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=["lifecycle"])])
-    )
+    checkpoint = context.checkpoints.add(gx.Checkpoint(name=slug, validation_definitions=definitions))
     outcome = checkpoint.run()
+    # The validation results' pages and the index, built once (GX's UpdateDataDocsAction
+    # rebuilds the index and renders the suite after every validation: 3.5 of 5.8 s).
+    context.build_data_docs(site_names=["lifecycle"], resource_identifiers=list(outcome.run_results))
     by_description = {f"{c.rule}: {c.name}": c for c in checks}
     results = []
     for validation in outcome.run_results.values():
