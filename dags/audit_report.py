@@ -71,8 +71,8 @@ def audit_report():
             report.require_ok(summary)
         except report.AuditReportFailed as failed:
             raise AirflowFailException(str(failed)) from failed
-        return {key: summary[key] for key in ("period_start", "period_end", "ok", "audit_rows", "customers_removed",
-                                              "rows_removed", "html", "csv", "json")}
+        return {key: summary[key] for key in ("period_start", "period_end", "ok", "log_source", "audit_rows",
+                                              "customers_removed", "rows_removed", "html", "csv", "json")}
 
     audit_report()
 

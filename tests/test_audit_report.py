@@ -138,3 +138,14 @@ def test_altered_event_and_chain_break_are_reported(telco, run_dag, task_logs):
     assert (1, "event in the task log differs from its audit row") in {
         (m["audit_id"], m["problem"]) for m in summary["mismatches"]}
     assert not summary["ok"]
+
+
+def test_an_unreachable_api_falls_back_to_the_log_folder(monkeypatch, tmp_path):
+    """The REST API when it answers, else the log folder (and the report names which)."""
+    from telco_lifecycle.airflow_local import free_port
+    from telco_lifecycle.audit_report import FolderLogs, log_source
+
+    monkeypatch.setenv("LIFECYCLE_AIRFLOW_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))
+    source = log_source()
+    assert isinstance(source, FolderLogs) and source.describe() == f"log folder {tmp_path}"

@@ -61,6 +61,10 @@ class LocalAirflow:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+            # The audit report reads the task logs through the REST API, as in production.
+            "LIFECYCLE_AIRFLOW_API_URL": self.url,
+            "LIFECYCLE_AIRFLOW_API_USERNAME": username,
+            "LIFECYCLE_AIRFLOW_API_PASSWORD": password,
             # Own log-server ports, so that several installations (and a production one on
             # 8793/8794) can run side by side on one machine.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),

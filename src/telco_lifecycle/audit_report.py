@@ -1,8 +1,8 @@
 """The audit report: what the task logs say happened, reconciled with `lifecycle_audit`.
 
 The audit events (`audit.emit`) are collected from the Airflow task logs - through the
-REST API when LIFECYCLE_AIRFLOW_API_URL (+ _USERNAME, _PASSWORD) is set, else from the
-log folder (AIRFLOW__LOGGING__BASE_LOG_FOLDER, else $AIRFLOW_HOME/logs; Airflow 3 task
+REST API when LIFECYCLE_AIRFLOW_API_URL (+ _USERNAME, _PASSWORD) is set and the API
+server is reachable, else from the log folder (AIRFLOW__LOGGING__BASE_LOG_FOLDER, else $AIRFLOW_HOME/logs; Airflow 3 task
 logs are JSON lines) - and loaded into a temporary table, where PostgreSQL checks that
 every event has its row (the row's hash recomputed from the event's own fields), every
 row of the period its event, and that the hash chain is intact. The same logs give
@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -34,6 +35,8 @@ from zoneinfo import ZoneInfo
 from telco_lifecycle.audit import parse_event
 from telco_lifecycle.database import transaction
 from telco_lifecycle.settings import AUDIT_LOGGER, TIMEZONE, read_sql, reports_dir
+
+log = logging.getLogger("telco_lifecycle.audit_report")
 
 LOCAL_TZ = ZoneInfo(TIMEZONE)
 VERIFICATION_LOGGER = "telco_lifecycle.verification"
@@ -147,11 +150,17 @@ def _json_lines(lines: Iterable[str]) -> Iterator[dict]:
 
 
 def log_source() -> FolderLogs | ApiLogs:
-    """The REST API when configured (LIFECYCLE_AIRFLOW_API_URL), else the local log folder."""
+    """The REST API when configured (LIFECYCLE_AIRFLOW_API_URL) and reachable, else the
+    local log folder; the report names the source it used."""
     url = os.environ.get("LIFECYCLE_AIRFLOW_API_URL")
     if url:
-        return ApiLogs(url, os.environ.get("LIFECYCLE_AIRFLOW_API_USERNAME", ""),
-                       os.environ.get("LIFECYCLE_AIRFLOW_API_PASSWORD", ""))
+        try:
+            return ApiLogs(url, os.environ.get("LIFECYCLE_AIRFLOW_API_USERNAME", ""),
+                           os.environ.get("LIFECYCLE_AIRFLOW_API_PASSWORD", ""))
+        except urllib.error.HTTPError:
+            raise  # reachable, but the login was refused: a configuration error, not a fallback
+        except OSError as unreachable:
+            log.warning("Airflow REST API %s not reachable (%s); reading the log folder instead", url, unreachable)
     return FolderLogs()
 
 

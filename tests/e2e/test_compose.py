@@ -64,6 +64,10 @@ def test_environment_matches_the_e2e_run(compose, e2e_celery_env):
     execution = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert (execution.hostname, execution.path) == ("airflow-apiserver", "/execution/")
     assert compose["services"]["airflow-apiserver"]["ports"][0].endswith(f":{execution.port}")
+    # The audit report reads the workers' task logs through the api-server, as the e2e run does.
+    api = urlsplit(env["LIFECYCLE_AIRFLOW_API_URL"])
+    assert (api.hostname, api.port) == ("airflow-apiserver", execution.port)
+    assert e2e_celery_env["LIFECYCLE_AIRFLOW_API_URL"] == e2e_celery_env["AIRFLOW__API__BASE_URL"]
     # Every Airflow container shares the secrets the components check each other with.
     for name in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY"):
         assert env[name].startswith("${"), name
