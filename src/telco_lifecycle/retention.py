@@ -11,8 +11,7 @@ Every statement itself re-checks each customer's clock and `NOT lifecycle_on_hol
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
 CDR months are dropped as partitions (migration 0004) before the customers' deletes.
 
-Also the factory of the three purge DAGs (`purge_dag`), which imports Airflow only
-when called.
+The three purge DAGs are built by `retention_dag.purge_dag`.
 """
 
 from __future__ import annotations
@@ -186,7 +185,7 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
             _record_dry_run(conn, s, planned, run)
             return {**planned, "dry_run": True, "removed": {t: 0 for t in planned["due"]},
                     "message": f"rule {s.rule.id} as of {as_of}: DRY RUN, would remove "
-                               + _counts(planned["due"])}
+                               + describe_counts(planned["due"])}
         removed = {item.table: 0 for item in s.rule.data}
         with transaction(conn) as cur:
             expired = _expired_partitions(cur, s, s.params)
@@ -194,7 +193,7 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
         for result in dropped:
             removed["cdrs"] += result["rows"]
         skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
-    message = (f"rule {s.rule.id} as of {as_of}: removed {_counts(removed)} of {purged} customer(s)"
+    message = (f"rule {s.rule.id} as of {as_of}: removed {describe_counts(removed)} of {purged} customer(s)"
                + (f" and dropped {len(dropped)} CDR partition(s)" if dropped else "")
                + (f"; skipped {len(skipped)} customer(s) under legal hold" if skipped else ""))
     log.info(message)
@@ -203,7 +202,8 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
             "message": message}
 
 
-def _counts(per_table: dict[str, int]) -> str:
+def describe_counts(per_table: dict[str, int]) -> str:
+    """`3 contacts, 1 customers`: counts per table for a log line."""
     return ", ".join(f"{n} {table}" for table, n in per_table.items())
 
 
@@ -250,7 +250,7 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
                                    removed)
             after = batch[-1][0]
             log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
-                     s.rule.id, number, batches, len(batch), _counts(removed))
+                     s.rule.id, number, batches, len(batch), describe_counts(removed))
     finally:
         if not conn.closed:
             with transaction(conn) as cur:
@@ -295,104 +295,3 @@ def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
     audit.emit(events)
     log.info("rule %s: customer %s skipped: legal hold (case %s)", s.rule.id, customer_id, ", ".join(cases))
     return {"customer_id": customer_id, "case_references": cases}
-
-
-# --- The purge DAGs (crm_retention, contract_archive_retention, accounting_retention) ---
-
-SCHEDULE = "0 2 * * *"  # daily, 02:00 Copenhagen time
-
-
-def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False):
-    """A daily DAG applying one scheduled rule: plan (exact counts, the before snapshot)
-    -> purge (dry-run capable) -> verify (the retention_verification checks of the rule
-    plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
-    run when nothing is due."""
-    from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
-
-    from telco_lifecycle.airflow_support import (
-        DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param, dry_run_param)
-    from telco_lifecycle.alerts import purge_deadline
-
-    @dag(
-        dag_id=dag_id,
-        schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        doc_md=doc_md,
-        tags=TAGS + ["retention", rule_id],
-        default_args=DEFAULT_ARGS,
-        deadline=purge_deadline(rule_id, SCHEDULE),
-        template_searchpath=TEMPLATE_SEARCHPATH,
-        params={
-            "as_of": as_of_param(),
-            "dry_run": dry_run_param("what is due, per table"),
-        },
-    )
-    def retention_dag():
-        @(task.short_circuit if acts_only_when_due else task)(retries=0)
-        def plan_purge():
-            """Exact counts of what is due, and the before snapshot for verification (read only)."""
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from telco_lifecycle.airflow_support import as_of_date, run_date, telco_connection
-            from telco_lifecycle.retention_checks import snapshot
-
-            context = get_current_context()
-            as_of = as_of_date(context, context["params"])
-            try:
-                check_as_of(as_of, run_date(context))
-            except RetentionRefused as refused:
-                raise AirflowFailException(str(refused)) from refused
-            conn = telco_connection()
-            try:
-                planned = plan(conn, rule_id, as_of)
-                before = snapshot(conn, rule_id, as_of)
-            finally:
-                conn.close()
-            log.info("rule %s as of %s: due %s; %d customer(s) under legal hold have due data",
-                     rule_id, as_of, _counts(planned["due"]), planned["held_customers"])
-            if acts_only_when_due and not planned["anything_due"]:
-                log.info("rule %s: nothing is due as of %s; the run stops here", rule_id, as_of)
-                return False
-            return {**planned, "before": before}
-
-        @task
-        def purge_due(planned: dict) -> dict:
-            """Remove what is due, batch by batch of customers (and CDR month by month), with audit rows."""
-            from telco_lifecycle.airflow_support import run_context, telco_connection
-
-            context = get_current_context()
-            conn = telco_connection()
-            try:
-                result = purge(conn, rule_id, dt.date.fromisoformat(planned["as_of"]), run_context(context),
-                               dry_run=bool(context["params"]["dry_run"]))
-            finally:
-                conn.close()
-            print(result["message"])
-            return result
-
-        @task
-        def verify_retention(planned: dict, result: dict) -> dict:
-            """Great Expectations: nothing due remains, nothing else is gone, held data intact."""
-            from telco_lifecycle.airflow_support import telco_url
-            from telco_lifecycle.retention_checks import verify
-
-            context = get_current_context()
-            as_of = dt.date.fromisoformat(result["as_of"])
-            # What was due when the before snapshot was taken (a retried purge task
-            # removes only the rest, so its own counts would not match the snapshot).
-            due = {t: 0 if result["dry_run"] else n for t, n in planned["due"].items()}
-            checks = verify(telco_url(), as_of, f"{dag_id}_{context['run_id']}",
-                            rule_ids=[] if result["dry_run"] else [rule_id],
-                            expected={"rule": rule_id, "before": planned["before"], "due": due})
-            return {key: result[key] for key in ("rule", "as_of", "dry_run", "removed", "message")} | {
-                "due": planned["due"],
-                "skipped_legal_hold": len(result.get("skipped_legal_hold", [])),
-                "partitions_dropped": [p["partition"] for p in result.get("partitions_dropped", [])],
-                "verification": "passed", "checks": len(checks)}
-
-        planned = plan_purge()
-        verify_retention(planned, purge_due(planned))
-
-    return retention_dag()
