@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from telco_lifecycle import audit
 from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
-from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
+from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
 log = logging.getLogger("telco_lifecycle.retention")
@@ -48,7 +48,9 @@ class Scope:
 
     @property
     def params(self) -> dict:
-        params = {"as_of": self.as_of, "period_years": self.rule.period_years, "rule": self.rule.id}
+        params = {"as_of": self.as_of, "period_years": self.rule.period_years, "rule": self.rule.id,
+                  # Relationship ends on or before this day may be due (see customer_clock).
+                  "ended_by": add_years(self.as_of, -self.rule.period_years) + dt.timedelta(days=1)}
         if self.rule.clock == "fiscal_year_end":
             fiscal_year = self.due_fiscal_year()
             next_day = self.policy.fiscal_year_end_date(fiscal_year) + dt.timedelta(days=1)
@@ -66,8 +68,12 @@ class Scope:
     def customer_clock(self, customer: str = "c") -> str:
         """Condition on a customer row (alias `customer`) that its clock for this rule has run out."""
         if self.rule.clock == "relationship_end":
-            return (f"{customer}.relationship_ended_on + make_interval(years => %(period_years)s)"
-                    " <= %(as_of)s")
+            # The first condition is the rule's bound made searchable, so that the index on
+            # relationship_ended_on finds the candidates and the planner knows how many
+            # there are (a day of slack: 29 February + 1 year = 28 February); the second
+            # is the rule itself.
+            return (f"{customer}.relationship_ended_on <= %(ended_by)s AND {customer}.relationship_ended_on"
+                    " + make_interval(years => %(period_years)s) <= %(as_of)s")
         return "TRUE"  # fiscal-year clocks date each row, see due_rows
 
     def rows(self, item: DataItem, owners: str) -> tuple[str, str, str]:
