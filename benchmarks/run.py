@@ -53,7 +53,7 @@ SCALING_RULE = "crm_master_data"  # the per-customer path, for figure 3
 RSS_RULE = "accounting"  # the largest tables
 DUE = "ANY (SELECT due_id FROM bench_due)"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-LOAD_LIMIT = 1.5  # above this one-minute load average the figures are labelled contended
+LOAD_LIMIT = 1.5  # above this one-minute load average at the start the figures are labelled contended
 TARGETS = {
     "purge_vs_delete": 1.2,
     "partition_drop_speedup": 100,
@@ -460,7 +460,7 @@ def markdown(results: dict) -> str:
              f"{m['postgresql']}, Python {m['python']}, {m['platform']}. Load average at start "
              f"{m['load_average_at_start']}, at end {results['load_average_at_end']}.", ""]
     if results["contended"]:
-        lines += [f"**Contended machine** (load average above {LOAD_LIMIT} on {m['cpus']} CPUs): timings are "
+        lines += [f"**Contended machine** (load average above {LOAD_LIMIT} on {m['cpus']} CPUs at the start): timings are "
                   "not representative; ratios measured side by side are the more telling figures.", ""]
     if results["mode"] == "smoke":
         lines += ["**Smoke scale**: tiny databases that prove the harness works; fixed costs (connections, "
@@ -581,8 +581,9 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
         "rss": ratio(large["rss"]["purge_peak_rss_mb"], small["rss"]["purge_peak_rss_mb"]),
     }
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["contended"] = max(results["machine"]["load_average_at_start"][0], results["load_average_at_end"][0]) \
-        > LOAD_LIMIT
+    # Judged by the load before the run: at its end the load is the benchmark's own
+    # (figure 7 runs a whole Airflow).
+    results["contended"] = results["machine"]["load_average_at_start"][0] > LOAD_LIMIT
     results["targets"] = targets(results)
     write_results(results, out)
     return results
