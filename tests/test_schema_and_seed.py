@@ -83,3 +83,19 @@ def test_seed_is_deterministic_and_fills_every_table(empty_db):
     finally:
         conn.close()
         drop_database(SERVER, other)
+
+
+def test_embedded_server_refuses_a_port_in_use_clearly(tmp_path):
+    """A second checkout's embedded server cannot take the port of a running one: a clear error."""
+    import socket
+
+    import pytest
+
+    from telco_lifecycle.embedded import PortInUse, ensure_embedded_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is in use.*LIFECYCLE_EMBEDDED_PORT"):
+            ensure_embedded_server(tmp_path / "lifecycle", port=port)

