@@ -132,8 +132,9 @@ def _certificate(args) -> None:
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
 
 
-COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env, "stop-server": _stop_server, "policy": _policy,
-            "audit-report": _audit_report, "certificate": _certificate}
+COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env,
+            "stop-server": _stop_server, "policy": _policy, "audit-report": _audit_report,
+            "certificate": _certificate}
 
 if __name__ == "__main__":
     sys.exit(main())

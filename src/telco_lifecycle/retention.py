@@ -9,7 +9,7 @@ set-based statement removes the batch's due rows and writes one audit row per
 customer, so a customer's rows for a rule go with their audit rows or not at all.
 Every statement itself re-checks each customer's clock and `NOT lifecycle_on_hold`;
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
-CDR months are dropped as partitions (migration 0004) before the customers' deletes.
+CDR months are dropped as partitions (migrations 0004, 0008) before the customers' deletes.
 
 The three purge DAGs are built by `retention_dag.purge_dag`.
 """
@@ -105,11 +105,12 @@ class Scope:
         return (f"SELECT c.customer_id, lifecycle_on_hold(c.customer_id) FROM customers c"
                 f" WHERE {self.customer_clock()} AND ({anything})")
 
-    def releasable(self, customers: str = "ANY (%(batch)s)") -> str:
-        """Of the customers `customer_id = <customers>`, those whose clock has run out and
-        who are under no hold in force: checked in every purge statement itself."""
-        return (f"IN (SELECT c.customer_id FROM customers c WHERE c.customer_id = {customers}"
-                f" AND {self.customer_clock()} AND NOT lifecycle_on_hold(c.customer_id))")
+    def releasable(self, batch: bool = True) -> str:
+        """The customers (of the batch %(batch)s, or all) whose clock has run out and who
+        are under no hold in force: checked in every purge statement itself."""
+        among = "c.customer_id = ANY (%(batch)s) AND " if batch else ""
+        return (f"IN (SELECT c.customer_id FROM customers c WHERE {among}{self.customer_clock()}"
+                " AND NOT lifecycle_on_hold(c.customer_id))")
 
     def change(self, item: DataItem, owners: str) -> tuple[str, str]:
         """The set-based statement removing `item`'s due rows of the customers `<owner>
@@ -156,7 +157,7 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
     params = s.params
     due = {}
     with transaction(conn) as cur:
-        every_customer = s.releasable("c.customer_id")
+        every_customer = s.releasable(batch=False)
         for item in s.rule.data:
             joined, condition, _ = s.rows(item, every_customer)
             cur.execute(f"SELECT count(*) FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition}",
