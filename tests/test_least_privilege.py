@@ -122,6 +122,7 @@ def test_grant_login_gives_the_dags_connection_the_role_and_nothing_more(telco, 
     from telco_lifecycle import cli
 
     login = f"lifecycle_worker_{os.getpid()}"  # roles are cluster-wide: unique per test run
+    reader = f"lifecycle_reader_{os.getpid()}"
     owner = urlsplit(telco.url)
     worker_url = urlunsplit(owner._replace(netloc=f"{login}:s3cret@{owner.hostname}:{owner.port}"))
     monkeypatch.setenv("AIRFLOW_CONN_TELCO_DB", worker_url)
@@ -140,5 +141,12 @@ def test_grant_login_gives_the_dags_connection_the_role_and_nothing_more(telco, 
         monkeypatch.setenv("AIRFLOW_CONN_TELCO_DB", telco.url)  # the DAGs' connection is the owner itself
         with pytest.raises(SystemExit, match="owner"):
             cli.main(["grant-login", "--database-url", telco.url])
+        # An existing login that can read more than the group grants is not reused.
+        telco.execute(f'CREATE ROLE "{reader}" LOGIN IN ROLE pg_read_all_data')
+        monkeypatch.setenv("AIRFLOW_CONN_TELCO_DB", worker_url.replace(login, reader))
+        with pytest.raises(SystemExit, match="may do more than lifecycle_app"):
+            cli.main(["grant-login", "--database-url", telco.url])
+        assert telco.scalar("SELECT pg_has_role(%s, %s, 'MEMBER')", (reader, ROLE)) is False
     finally:
         telco.execute(f'DROP ROLE IF EXISTS "{login}"')
+        telco.execute(f'DROP ROLE IF EXISTS "{reader}"')

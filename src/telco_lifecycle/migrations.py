@@ -73,12 +73,18 @@ def grant_login(conn, login: str, password: str | None) -> str:
         if cur.fetchone()[0] == login:
             raise LoginRefused(f"the telco_db connection logs in as {login!r}, the owner that runs the migrations;"
                                " give it a login of its own (nothing was changed)")
-        cur.execute("SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls FROM pg_roles WHERE rolname = %s",
-                    (login,))
+        # An existing role may be reused only if it can do nothing but what the group grants.
+        cur.execute("""
+            SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls
+                   OR EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                              WHERE m.member = r.oid AND g.rolname <> %(group)s)
+                   OR EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid)
+            FROM pg_roles r WHERE r.rolname = %(login)s""", {"login": login, "group": APP_ROLE})
         found = cur.fetchone()
         if found and found[0]:
-            raise LoginRefused(f"role {login!r} may do more than {APP_ROLE} (superuser, CREATEROLE, CREATEDB or"
-                               " BYPASSRLS); give the telco_db connection a login of its own (nothing was changed)")
+            raise LoginRefused(f"role {login!r} may do more than {APP_ROLE} (superuser, CREATEROLE, CREATEDB,"
+                               " BYPASSRLS, member of another role or owner of tables); give the telco_db"
+                               " connection a login of its own (nothing was changed)")
         password_clause = sql.SQL(" PASSWORD {}").format(sql.Literal(password)) if password else sql.SQL("")
         verb = "ALTER" if found else "CREATE"
         cur.execute(sql.SQL(verb + " ROLE {} LOGIN").format(sql.Identifier(login)) + password_clause)
