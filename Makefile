@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 
 demo: install
 	@echo "make demo: LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false (headless: no one approves erasures in the UI)"
-	LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false $(BIN)/python -m telco_lifecycle.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
+	LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false $(BIN)/python -m telco_lifecycle.local.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -27,7 +27,7 @@ test: install
 airflow: install
 	@eval "$$($(BIN)/lifecycle env)" && \
 	  $(BIN)/lifecycle migrate && \
-	  exec $(BIN)/python -m telco_lifecycle.airflow_local
+	  exec $(BIN)/python -m telco_lifecycle.local.components
 
 bench: install
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

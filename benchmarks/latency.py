@@ -39,8 +39,8 @@ def offboarding_latency(server_url: str, template: str, prefix: str, repeat: int
     """Median latencies (seconds) and their ratio; a fresh copy of `template` as the
     telecom database and a fresh metadata database, both dropped afterwards."""
     from benchmarks.run import Server, ratio
-    from telco_lifecycle.airflow_local import LocalAirflow, free_port
-    from telco_lifecycle.localenv import airflow_environment, drop_database, ensure_database
+    from telco_lifecycle.local.components import LocalAirflow, free_port
+    from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database
     from telco_lifecycle.settings import project_dir
 
     server, airflow_name = Server(server_url, f"{prefix}_latency"), f"{prefix}_latency_airflow"
@@ -70,7 +70,7 @@ def _measure(airflow, telco_url: str, repeat: int) -> tuple[list[float], list[fl
     import airflow_client.client as client
     import psycopg2
 
-    from telco_lifecycle.airflow_local import wait_for_dag
+    from telco_lifecycle.local.components import wait_for_dag
 
     api = client.ApiClient(client.Configuration(host=airflow.url, access_token=airflow.token()))
     dags, runs, tasks = client.DAGApi(api), client.DagRunApi(api), client.TaskInstanceApi(api)

@@ -134,7 +134,7 @@ class Server:
         the generator; the seed is deterministic)."""
         from telco_lifecycle.database import connect
         from telco_lifecycle.migrations import migrate
-        from telco_lifecycle.seed import seed
+        from telco_lifecycle.local.seed import seed
 
         name = f"{self.prefix}_tpl_{customers}x{cdrs}_{schema_and_seed_version()}"
         if rebuild or not self.exists(name):
@@ -163,7 +163,7 @@ class Server:
 
 def bench_run():
     """The audit rows' run ids: a benchmark, as the purge task would write them."""
-    from telco_lifecycle import audit
+    from telco_lifecycle.evidence import audit
 
     return audit.RunContext(dag_id="benchmark", run_id="bench", task_id="purge_due")
 
@@ -171,7 +171,7 @@ def bench_run():
 def project_purge(url: str, rule_id: str) -> dict:
     """The DAG's purge task minus the scheduler: `retention.purge` on its own connection."""
     from telco_lifecycle.database import connect
-    from telco_lifecycle.retention import purge
+    from telco_lifecycle.rules.retention import purge
 
     conn = connect(url)
     try:
@@ -198,7 +198,7 @@ def limit_statements(rule_id: str) -> list[str]:
     """The limit: the purge's own per-table statements (from the policy), applied to every
     due customer at once, without its per-statement clock and hold re-check (the
     customers under a hold are left out of `bench_due` instead) and without audit rows."""
-    from telco_lifecycle.retention import scope
+    from telco_lifecycle.rules.retention import scope
 
     s = scope(rule_id, ANCHOR)
     return [s.change(item, f"= {DUE}")[0] for item in s.rule.data]
@@ -207,7 +207,7 @@ def limit_statements(rule_id: str) -> list[str]:
 def set_based_delete(url: str, rule_id: str) -> dict:
     """One transaction: the due customers, then one set-based statement per table."""
     from telco_lifecycle.database import connect, transaction
-    from telco_lifecycle.retention import scope
+    from telco_lifecycle.rules.retention import scope
 
     s = scope(rule_id, ANCHOR)
     conn = connect(url)
@@ -257,7 +257,7 @@ def purge_vs_delete(server: Server, template: str, repeat: int) -> dict:
 def partition_drop(server: Server, template: str, repeat: int) -> dict:
     """The accounting purge's partition stage against DELETE of the same months' rows."""
     from telco_lifecycle.database import connect, transaction
-    from telco_lifecycle.retention import _drop_partition, plan, scope
+    from telco_lifecycle.rules.retention import _drop_partition, plan, scope
 
     times = {"drop": [], "delete": []}
     partitions, rows = [], 0
@@ -292,7 +292,7 @@ def due_customers_purge(server: Server, template: str, due: int, repeat: int) ->
     """The same number of due customers purged, whatever the size: all other ended
     relationships are moved to `as_of` (not yet due) before the timed purge."""
     from telco_lifecycle.database import connect, transaction
-    from telco_lifecycle.retention import scope
+    from telco_lifecycle.rules.retention import scope
 
     s = scope(SCALING_RULE, ANCHOR)
     times, customers = [], 0
@@ -319,7 +319,7 @@ def verification(server: Server, template: str, repeat: int) -> dict:
     a plain count of each check's offending rows."""
     from telco_lifecycle.database import connect
     from telco_lifecycle.policy import load_policy
-    from telco_lifecycle.retention_checks import checks, verify
+    from telco_lifecycle.evidence.retention_checks import checks, verify
 
     url = server.copy(template)
     for rule in (r for r in load_policy().rules if r.trigger == "schedule"):
@@ -550,8 +550,8 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
     `keep_templates` is false."""
     due_customers = due_customers or DUE_CUSTOMERS[mode]
     from telco_lifecycle.database import connect
-    from telco_lifecycle.localenv import server_url
-    from telco_lifecycle.seed import table_counts
+    from telco_lifecycle.local.env import server_url
+    from telco_lifecycle.local.seed import table_counts
 
     server = Server(server_url(), prefix)
     results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "mode": mode,

@@ -17,9 +17,9 @@ of their Copenhagen date.
 `as_of` defaults to the run's logical date and may not be after it; `dry_run`
 only counts. A re-run of the same date changes nothing; `max_active_runs=1` and
 an advisory lock keep two runs from purging at once. The Airflow DAG is built by
-`telco_lifecycle.retention_dag.purge_dag`, shared by the three retention DAGs.
+`telco_lifecycle.workflows.purge_dag.purge_dag`, shared by the three retention DAGs.
 """
 
-from telco_lifecycle.retention_dag import purge_dag
+from telco_lifecycle.workflows.purge_dag import purge_dag
 
 accounting_retention = purge_dag("accounting_retention", "accounting", __doc__, acts_only_when_due=True)

@@ -24,7 +24,7 @@ the run with that message and nothing is written. A legal hold does not block ac
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import (
+from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
 
 
@@ -46,8 +46,8 @@ def data_subject_access():
     @task(retries=0)
     def export_customer_data() -> dict:
         """Write the JSON and HTML access report; return counts and checksums only."""
-        from telco_lifecycle import subject_access
-        from telco_lifecycle.airflow_support import run_context, run_date, telco_connection
+        from telco_lifecycle.subjects import access as subject_access
+        from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
         from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()

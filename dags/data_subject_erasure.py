@@ -26,7 +26,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import (
+from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, dry_run_param, requested_by_param)
 
 
@@ -60,8 +60,8 @@ def data_subject_erasure():
     @task(retries=0)
     def check_request() -> dict:
         """Refuse an unknown or held customer; count what would be erased and kept."""
-        from telco_lifecycle import erasure
-        from telco_lifecycle.airflow_support import run_date, telco_connection
+        from telco_lifecycle.subjects import erasure
+        from telco_lifecycle.workflows.common import run_date, telco_connection
         from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
@@ -77,7 +77,7 @@ def data_subject_erasure():
     @task.branch(retries=0)
     def approval_gate(planned: dict) -> str:
         """Approval unless the deployment switched it off (or a dry run, which erases nothing)."""
-        from telco_lifecycle import erasure
+        from telco_lifecycle.subjects import erasure
 
         try:
             required = erasure.approval_required()
@@ -98,8 +98,8 @@ def data_subject_erasure():
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def erase(planned: dict) -> dict:
         """Erase in one transaction per rule, after approval (or with approval switched off)."""
-        from telco_lifecycle import erasure
-        from telco_lifecycle.airflow_support import run_context, telco_connection
+        from telco_lifecycle.subjects import erasure
+        from telco_lifecycle.workflows.common import run_context, telco_connection
         from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
@@ -126,9 +126,9 @@ def data_subject_erasure():
         """Great Expectations: erased sets gone, kept sets whole (a dry run: nothing changed)."""
         import dataclasses
 
-        from telco_lifecycle.airflow_support import telco_url
-        from telco_lifecycle.erasure import verification_checks
-        from telco_lifecycle.verification import run_checks
+        from telco_lifecycle.workflows.common import telco_url
+        from telco_lifecycle.subjects.erasure import verification_checks
+        from telco_lifecycle.evidence.verification import run_checks
 
         checks = verification_checks(planned, result["dry_run"])
         suite = f"erasure_{planned['customer_id']}_{get_current_context()['run_id']}"
@@ -137,7 +137,7 @@ def data_subject_erasure():
     @task
     def write_statement(planned: dict, result: dict, verification: list[dict]) -> dict:
         """The erasure statement for the customer (JSON + HTML); its path and checksum."""
-        from telco_lifecycle.erasure import write_statement as write
+        from telco_lifecycle.subjects.erasure import write_statement as write
 
         context = get_current_context()
         return write(planned, result, verification, context["params"]["requested_by"], context["run_id"])
@@ -145,8 +145,8 @@ def data_subject_erasure():
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def summarise(planned: dict) -> dict:
         """The run's outcome, counts only; records a rejection."""
-        from telco_lifecycle import erasure
-        from telco_lifecycle.airflow_support import run_context, telco_connection
+        from telco_lifecycle.subjects import erasure
+        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         ti = context["ti"]

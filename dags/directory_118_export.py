@@ -16,7 +16,7 @@ opted out (`phone_numbers.directory_opt_out`) or whose relationship has ended is
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.airflow_support import (
+from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param)
 
 
@@ -39,9 +39,9 @@ def directory_118_export():
         """GX checks on the export query's result set, before anything is written."""
         import dataclasses
 
-        from telco_lifecycle import directory_export
-        from telco_lifecycle.airflow_support import as_of_date, run_date, telco_url
-        from telco_lifecycle.verification import run_checks
+        from telco_lifecycle.subjects import directory_118 as directory_export
+        from telco_lifecycle.workflows.common import as_of_date, run_date, telco_url
+        from telco_lifecycle.evidence.verification import run_checks
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
@@ -56,8 +56,8 @@ def directory_118_export():
         """Write the CSV; return its row count, path and checksum."""
         import datetime as dt
 
-        from telco_lifecycle import directory_export
-        from telco_lifecycle.airflow_support import run_context, telco_connection
+        from telco_lifecycle.subjects import directory_118 as directory_export
+        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         conn = telco_connection()

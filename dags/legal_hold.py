@@ -21,7 +21,7 @@ due meanwhile. Releasing a case that holds nothing is refused and changes nothin
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from telco_lifecycle.airflow_support import (
+from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
 
 
@@ -54,8 +54,8 @@ def legal_hold():
         """Place or release the hold in one transaction with its audit row."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from telco_lifecycle import legal_holds
-        from telco_lifecycle.airflow_support import run_context, run_date, telco_connection
+        from telco_lifecycle.rules import legal_holds
+        from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
         from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()

@@ -1,10 +1,10 @@
-"""The "Retention status" page in the Airflow UI: telco_lifecycle.status served by the API
+"""The "Retention status" page in the Airflow UI: telco_lifecycle.workflows.status_page served by the API
 server under /retention-status (HTML at /, JSON at /api/status, both behind Airflow's login)
 and shown in the UI's navigation as an external view (at /plugin/retention-status)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
-from telco_lifecycle.status import URL_PREFIX, create_app
+from telco_lifecycle.workflows.status_page import URL_PREFIX, create_app
 
 
 class RetentionStatusPlugin(AirflowPlugin):

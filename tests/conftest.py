@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from telco_lifecycle.localenv import airflow_environment, drop_database, ensure_database, server_url
+from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database, server_url
 from telco_lifecycle.settings import project_dir, with_database
 
 ANCHOR = dt.date(2026, 6, 15)  # the "today" of the seeded test data
@@ -60,7 +60,7 @@ def seeded_template():
     """A migrated and seeded database that each test copies (CREATE DATABASE ... TEMPLATE)."""
     from telco_lifecycle.database import connect
     from telco_lifecycle.migrations import migrate
-    from telco_lifecycle.seed import seed
+    from telco_lifecycle.local.seed import seed
 
     url = ensure_database(SERVER, TEMPLATE_DB)
     conn = connect(url)
@@ -159,7 +159,7 @@ def run_dag(airflow_db):
     Each run parses the DAG afresh: dag.test() keeps a run's conf in the DAG's params."""
 
     def run(dag_id: str, conf: dict | None = None, logical_date: dt.datetime | None = None):
-        from telco_lifecycle.audit_report import test_dag_with_task_logs
+        from telco_lifecycle.local.task_logs import test_dag_with_task_logs
 
         dag = load_dagbag().get_dag(dag_id)
         # dag.test() logs to stdout only: also write each task's log file, as a worker does

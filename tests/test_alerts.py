@@ -1,4 +1,4 @@
-"""Alerts and metrics (telco_lifecycle.alerts): a failing verification and a missed deadline
+"""Alerts and metrics (telco_lifecycle.workflows.alerts): a failing verification and a missed deadline
 each reach a real SMTP server started here, holding no personal data; tasks report their
 rows, subjects and verification outcomes through Airflow's StatsD metrics."""
 
@@ -15,7 +15,7 @@ import pytest
 from conftest import ANCHOR, load_dagbag
 from test_offboarding_dag import active_customer_with_config
 
-from telco_lifecycle.airflow_local import free_port
+from telco_lifecycle.local.components import free_port
 
 
 class Inbox:
@@ -171,7 +171,7 @@ def test_a_missed_offboarding_deadline_alerts_the_team(telco, run_dag, smtp):
 
 
 def test_the_daily_purges_must_finish_by_the_set_local_time(monkeypatch):
-    from telco_lifecycle.alerts import purge_deadline
+    from telco_lifecycle.workflows.alerts import purge_deadline
 
     dags = load_dagbag()
     for dag_id in ("crm_retention", "contract_archive_retention", "accounting_retention"):

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from telco_lifecycle import audit, audit_report, cli
-from telco_lifecycle.certificate import build_certificate
+from telco_lifecycle.evidence import audit, audit_report
+
+from telco_lifecycle import cli
+from telco_lifecycle.evidence.certificate import build_certificate
 from telco_lifecycle.database import connect, transaction
 from telco_lifecycle.settings import project_dir
 from test_offboarding_dag import active_customer_with_config
@@ -142,8 +144,8 @@ def test_altered_event_and_chain_break_are_reported(telco, run_dag, task_logs):
 
 def test_an_unreachable_api_falls_back_to_the_log_folder(monkeypatch, tmp_path):
     """The REST API when it answers, else the log folder (and the report names which)."""
-    from telco_lifecycle.airflow_local import free_port
-    from telco_lifecycle.audit_report import FolderLogs, log_source
+    from telco_lifecycle.local.components import free_port
+    from telco_lifecycle.evidence.audit_report import FolderLogs, log_source
 
     monkeypatch.setenv("LIFECYCLE_AIRFLOW_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
     monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))

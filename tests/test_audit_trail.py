@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.database import connect, transaction
 
 CHANGES = ["UPDATE lifecycle_audit SET row_count = 0", "DELETE FROM lifecycle_audit", "TRUNCATE lifecycle_audit"]

@@ -12,7 +12,8 @@ import random
 
 from conftest import ANCHOR
 from retention_helpers import cdr_partitions
-from telco_lifecycle import audit, retention
+from telco_lifecycle.evidence import audit
+from telco_lifecycle.rules import retention
 from telco_lifecycle.database import connect
 from telco_lifecycle.policy import load_policy
 

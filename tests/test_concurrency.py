@@ -10,7 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ANCHOR
-from telco_lifecycle import audit, erasure, offboarding, retention
+from telco_lifecycle.evidence import audit
+from telco_lifecycle.subjects import erasure
+from telco_lifecycle.rules import offboarding, retention
 from telco_lifecycle.customers import row_counts
 from telco_lifecycle.database import connect
 from telco_lifecycle.policy import load_policy

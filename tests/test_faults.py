@@ -23,9 +23,10 @@ import pytest
 
 from conftest import SERVER, TelcoDatabase
 from retention_helpers import cdr_partitions
-from telco_lifecycle import audit, retention
+from telco_lifecycle.evidence import audit
+from telco_lifecycle.rules import retention
 from telco_lifecycle.database import ROLE_ENV, connect
-from telco_lifecycle.localenv import drop_database
+from telco_lifecycle.local.env import drop_database
 from telco_lifecycle.policy import load_policy
 
 POLICY = load_policy()
@@ -38,7 +39,8 @@ BATCH = 10  # customers per batch: many transactions to crash between and inside
 # The worker: every scheduled rule in turn, in small batches, as the least-privilege role.
 WORKER = f"""
 import datetime as dt, sys
-from telco_lifecycle import audit, retention
+from telco_lifecycle.evidence import audit
+from telco_lifecycle.rules import retention
 from telco_lifecycle.database import connect
 conn = connect(sys.argv[1], application_name={VICTIM!r})
 for rule in {RULES!r}:

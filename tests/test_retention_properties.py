@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retention_helpers import CPH, add_customer
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.database import connect
 from telco_lifecycle.policy import load_policy
-from telco_lifecycle.retention import purge
+from telco_lifecycle.rules.retention import purge
 
 RUN = audit.RunContext("test", "property", "purge")
 SCHEDULED = [rule.id for rule in load_policy().rules if rule.trigger == "schedule"]

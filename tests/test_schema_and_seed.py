@@ -9,9 +9,9 @@ import pytest
 
 from conftest import SERVER
 from telco_lifecycle.database import connect
-from telco_lifecycle.localenv import drop_database, ensure_database
+from telco_lifecycle.local.env import drop_database, ensure_database
 from telco_lifecycle.migrations import migrate
-from telco_lifecycle.seed import SEEDED_TABLES, seed
+from telco_lifecycle.local.seed import SEEDED_TABLES, seed
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_embedded_server_refuses_a_port_in_use_clearly(tmp_path):
 
     import pytest
 
-    from telco_lifecycle.embedded import PortInUse, ensure_embedded_server
+    from telco_lifecycle.local.embedded import PortInUse, ensure_embedded_server
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""The retention status (telco_lifecycle.status): the counts the policy implies at a chosen
+"""The retention status (telco_lifecycle.workflows.status_page): the counts the policy implies at a chosen
 `as_of`, the runs linked from it, and the endpoint behind Airflow's login."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from conftest import ANCHOR
 
 from telco_lifecycle.policy import add_years, load_policy
-from telco_lifecycle.status import retention_status
+from telco_lifecycle.workflows.status_page import retention_status
 
 POLICY = load_policy()
 CRM, ACCOUNTING = POLICY.rule("crm_master_data"), POLICY.rule("accounting")
@@ -135,7 +135,7 @@ def client(telco, airflow_db):
     from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    from telco_lifecycle.status import create_app
+    from telco_lifecycle.workflows.status_page import create_app
 
     init_auth_manager()
     token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username="viewer", role="viewer"))

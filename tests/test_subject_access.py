@@ -94,7 +94,8 @@ def test_ended_customer_gets_deletion_dates(telco, run_dag):
 
 def test_export_streams_cdrs_in_constant_memory(telco):
     """Python memory stays flat whether the customer has 20 or 20,000 CDRs."""
-    from telco_lifecycle import audit, subject_access
+    from telco_lifecycle.evidence import audit
+    from telco_lifecycle.subjects import access as subject_access
     from telco_lifecycle.database import connect
 
     customer = customer_with_everything(telco)

@@ -75,7 +75,7 @@ def _grant_login(args) -> None:
 
 def _seed(args) -> None:
     from telco_lifecycle.database import connect
-    from telco_lifecycle.seed import seed
+    from telco_lifecycle.local.seed import seed
 
     conn = connect(settings.telco_database_url(args.database_url))
     counts = seed(conn, args.customers, args.seed, args.anchor_date, args.cdrs_per_customer)
@@ -83,14 +83,14 @@ def _seed(args) -> None:
 
 
 def _env(args) -> None:
-    from telco_lifecycle.localenv import local_environment
+    from telco_lifecycle.local.env import local_environment
 
     for name, value in local_environment().items():
         print(f"export {name}={shlex.quote(value)}")
 
 
 def _stop_server(args) -> None:
-    from telco_lifecycle.embedded import stop_embedded_server
+    from telco_lifecycle.local.embedded import stop_embedded_server
 
     stop_embedded_server(settings.project_dir() / ".lifecycle")
 
@@ -107,7 +107,7 @@ def _policy(args) -> None:
 
 
 def _audit_report(args) -> int:
-    from telco_lifecycle.audit_report import build_report
+    from telco_lifecycle.evidence.audit_report import build_report
     from telco_lifecycle.database import connect
 
     conn = connect(settings.telco_database_url(args.database_url))
@@ -119,7 +119,7 @@ def _audit_report(args) -> int:
 
 
 def _certificate(args) -> None:
-    from telco_lifecycle.certificate import build_certificate
+    from telco_lifecycle.evidence.certificate import build_certificate
     from telco_lifecycle.customers import UnknownCustomer
     from telco_lifecycle.database import connect
 

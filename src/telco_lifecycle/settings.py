@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 TIMEZONE = "Europe/Copenhagen"
 TELCO_CONN_ID = "telco_db"
-AUDIT_LOGGER = "telco_lifecycle.audit"
+AUDIT_LOGGER = "telco_lifecycle.audit"  # the audit events' logger name: fixed, old task logs use it
 
 
 def project_dir() -> Path:

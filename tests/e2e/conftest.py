@@ -16,7 +16,7 @@ import pytest
 from conftest import USER_REPORTS_DIR
 
 from e2e.harness import running_airflow
-from telco_lifecycle.airflow_local import free_port
+from telco_lifecycle.local.components import free_port
 
 
 @pytest.fixture(scope="session")

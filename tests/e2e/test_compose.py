@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from e2e.harness import PRODUCTION_SETTINGS
-from telco_lifecycle.airflow_local import HEALTH_PATH, LocalAirflow
+from telco_lifecycle.local.components import HEALTH_PATH, LocalAirflow
 from telco_lifecycle.settings import project_dir
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from conftest import ANCHOR
 
 from e2e.test_ui_browser import page  # noqa: F401 - the browser fixture
 from telco_lifecycle.policy import add_years, load_policy
-from telco_lifecycle.status import URL_PREFIX, rule_counts
+from telco_lifecycle.rules.status import rule_counts
+from telco_lifecycle.workflows.status_page import URL_PREFIX
 
 pytestmark = pytest.mark.e2e
 OVERDUE_CUSTOMER = 100501

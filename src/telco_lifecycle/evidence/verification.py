@@ -15,7 +15,7 @@ from pathlib import Path
 
 from telco_lifecycle.settings import reports_dir, sqlalchemy_url
 
-log = logging.getLogger("telco_lifecycle.verification")
+log = logging.getLogger("telco_lifecycle.evidence.verification")
 
 
 @dataclasses.dataclass(frozen=True)

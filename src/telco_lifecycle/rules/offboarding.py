@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
 from telco_lifecycle.policy import load_policy
@@ -119,7 +119,7 @@ def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
 
 def verification_checks(customer_id: int, rows_before: dict[str, int], dry_run: bool):
     """GX checks: the configuration is gone (unless a dry run) and nothing else was touched."""
-    from telco_lifecycle.verification import Check
+    from telco_lifecycle.evidence.verification import Check
 
     policy = load_policy()
     rule = policy.rule(RULE)

@@ -13,7 +13,7 @@ import html
 import json
 from pathlib import Path
 
-from telco_lifecycle.audit_report import STYLE, html_table, log_source, read_logs
+from telco_lifecycle.evidence.audit_report import STYLE, html_table, log_source, read_logs
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.settings import read_sql, reports_dir

@@ -10,9 +10,7 @@ anything about to be? Per rule of the policy, at `as_of`:
 | `last_purge` | the last successful, not dry, run of a DAG applying the rule (the DAGs tagged with the rule id) |
 | `last_verification` | the last finished verification task of those DAGs or of `retention_verification` |
 
-"Due" is exactly what the purges act on: `retention.Scope.due_customers_sql()`, evaluated
-for the day before `as_of`, `as_of` and `as_of` + window in one statement per rule
-(include/sql/status/rule_counts.sql). Counts only; no personal data.
+The counts come from `rules.status`; the runs from Airflow's metadata database.
 
 Served inside Airflow's API server by plugins/retention_status.py (`create_app`): the HTML
 page at /retention-status/ (shown in the UI as "Retention status") and the same as JSON at
@@ -21,15 +19,13 @@ page at /retention-status/ (shown in the UI as "Retention status") and the same 
 
 import datetime as dt
 import html
-import re
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.policy import Policy, Rule, load_policy
-from telco_lifecycle.retention import Scope
-from telco_lifecycle.settings import TIMEZONE, read_sql
+from telco_lifecycle.policy import Policy, load_policy
+from telco_lifecycle.rules.status import WINDOW_DAYS, holds_in_force, rule_counts
+from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.urls import run_url
 
-WINDOW_DAYS = 30
 VERIFICATION_DAG = "retention_verification"
 URL_PREFIX = "/retention-status"
 
@@ -37,35 +33,6 @@ URL_PREFIX = "/retention-status"
 def today() -> dt.date:
     """The page's default `as_of`: today in Copenhagen (monitoring reads the clock; purges never do)."""
     return dt.datetime.now(ZoneInfo(TIMEZONE)).date()
-
-
-def rule_counts(conn, rule: Rule, as_of: dt.date, policy: Policy, window_days: int = WINDOW_DAYS) -> dict[str, int]:
-    """The four counts of one rule at `as_of`, in one query."""
-    days = {"before": as_of - dt.timedelta(days=1), "due": as_of, "ahead": as_of + dt.timedelta(days=window_days)}
-    subqueries, params = {}, {}
-    for name, day in days.items():  # each day's Scope, its parameters renamed apart
-        scope = Scope(rule, day, policy)
-        subqueries[name] = re.sub(r"%\((\w+)\)s", rf"%({name}_\1)s", scope.due_customers_sql())
-        params.update({f"{name}_{key}": value for key, value in scope.params.items()})
-    with conn.cursor() as cur:
-        cur.execute(read_sql("status/rule_counts.sql").format(**subqueries), params)
-        counts = dict(zip([column.name for column in cur.description], cur.fetchone()))
-    conn.rollback()
-    return counts
-
-
-def holds_in_force(conn) -> dict[str, int]:
-    with conn.cursor() as cur:
-        cur.execute(read_sql("status/holds_in_force.sql"))
-        holds, customers = cur.fetchone()
-    conn.rollback()
-    return {"holds": holds, "customers": customers}
-
-
-def run_url(dag_id: str, run_id: str, task_id: str | None = None) -> str:
-    """The run (or task instance) in the Airflow UI, relative to the UI's root."""
-    url = f"/dags/{quote(dag_id)}/runs/{quote(run_id, safe='')}"
-    return url + f"/tasks/{quote(task_id)}" if task_id else url
 
 
 def rule_runs(session, policy: Policy) -> dict[str, dict]:
@@ -184,7 +151,7 @@ def create_app():
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import requires_authenticated
 
-    from telco_lifecycle.airflow_support import telco_connection
+    from telco_lifecycle.workflows.common import telco_connection
 
     app = FastAPI(title="Retention status", dependencies=[Depends(requires_authenticated())])
     AsOf = Annotated[dt.date | None, Query(description="The day to look at (YYYY-MM-DD); default today")]

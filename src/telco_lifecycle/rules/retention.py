@@ -22,13 +22,13 @@ import logging
 import math
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
-log = logging.getLogger("telco_lifecycle.retention")
+log = logging.getLogger("telco_lifecycle.rules.retention")
 
 BATCH_SIZE = 1000  # customers per batch, and per transaction
 PURGED_MARK = "_purged_on"  # a kept column with this suffix records the day the rule was applied

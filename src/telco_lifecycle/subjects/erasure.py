@@ -24,12 +24,12 @@ import html
 import json
 import os
 
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import reports_dir
-from telco_lifecycle.subject_access import file_stem
+from telco_lifecycle.subjects.access import file_stem
 
 APPROVAL_SETTING = "LIFECYCLE_REQUIRE_ERASURE_APPROVAL"
 ACTION = "erase_on_request"
@@ -200,7 +200,7 @@ def record_rejection(conn, planned: dict, requested_by: str, response: dict, run
 def verification_checks(planned: dict, dry_run: bool):
     """GX: every erased set is gone (anonymised rows keep their row), every kept set is whole;
     a dry run changed nothing."""
-    from telco_lifecycle.verification import Check
+    from telco_lifecycle.evidence.verification import Check
 
     customer = int(planned["customer_id"])
     kept = {(k["rule"], k["table"]): k["rows"] for k in planned["keep"]}

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from telco_lifecycle import audit
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.database import transaction
 from telco_lifecycle.settings import read_sql, reports_dir
 
@@ -33,7 +33,7 @@ def export_query(as_of: dt.date) -> str:
 
 def verification_checks(query: str, as_of: dt.date):
     """Offending rows of the export (`{batch}` is its result set), re-checked against the source tables."""
-    from telco_lifecycle.verification import Check
+    from telco_lifecycle.evidence.verification import Check
 
     day = f"DATE '{as_of.isoformat()}'"
 

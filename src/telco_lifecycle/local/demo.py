@@ -18,18 +18,18 @@ DEMO_CUSTOMERS = int(os.environ.get("LIFECYCLE_DEMO_CUSTOMERS", "2000"))
 
 def prepare() -> str:
     """Fresh demo database, migrated and seeded; Airflow's metadata database migrated."""
-    from telco_lifecycle import localenv
+    from telco_lifecycle.local import env as localenv
 
     server = localenv.server_url()
     localenv.drop_database(server, localenv.telco_database_name())
     env = localenv.local_environment()
     os.environ.update(env)
-    from telco_lifecycle.audit_report import log_folder
+    from telco_lifecycle.evidence.audit_report import log_folder
 
     shutil.rmtree(log_folder(), ignore_errors=True)  # task logs of the dropped database's runs
     from telco_lifecycle.database import connect
     from telco_lifecycle.migrations import migrate
-    from telco_lifecycle.seed import seed
+    from telco_lifecycle.local.seed import seed
 
     conn = connect(env["AIRFLOW_CONN_TELCO_DB"])
     migrate(conn)
@@ -47,7 +47,7 @@ def run_dag(dag_id: str, conf: dict, logical_date=None) -> dict:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from telco_lifecycle.audit_report import test_dag_with_task_logs
+    from telco_lifecycle.local.task_logs import test_dag_with_task_logs
     from telco_lifecycle.settings import project_dir
 
     dag = DagBag(dag_folder=str(project_dir() / "dags")).get_dag(dag_id)

@@ -16,7 +16,7 @@ def server_url() -> str:
     explicit = os.environ.get("LIFECYCLE_DATABASE_URL")
     if explicit:
         return explicit
-    from telco_lifecycle.embedded import ensure_embedded_server
+    from telco_lifecycle.local.embedded import ensure_embedded_server
 
     return ensure_embedded_server(project_dir() / ".lifecycle")
 

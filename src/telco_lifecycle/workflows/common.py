@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.alerts import LifecycleNotifier, task_succeeded
+from telco_lifecycle.workflows.alerts import LifecycleNotifier, task_succeeded
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE, sql_dir
 
@@ -36,7 +36,7 @@ def as_of_date(context, params: dict) -> dt.date:
 
 
 def run_context(context):
-    from telco_lifecycle.audit import RunContext
+    from telco_lifecycle.evidence.audit import RunContext
 
     ti = context["ti"]
     return RunContext(ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 1))

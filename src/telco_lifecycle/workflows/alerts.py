@@ -48,7 +48,7 @@ from airflow.sdk.bases.notifier import BaseNotifier
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TIMEZONE
 
-log = logging.getLogger("telco_lifecycle.alerts")
+log = logging.getLogger("telco_lifecycle.workflows.alerts")
 
 ALL_RULES = "all"  # the rule tag of retention_verification's checks, which cover every rule
 
@@ -85,7 +85,7 @@ class Alert:
 
     @property
     def url(self) -> str:
-        from telco_lifecycle.status import run_url
+        from telco_lifecycle.workflows.urls import run_url
 
         return _base_url() + run_url(self.dag_id, self.run_id, self.task_id)
 
@@ -173,7 +173,7 @@ def _run_facts(params: dict) -> dict[str, str]:
 def failure_alert(context) -> Alert:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from telco_lifecycle.verification import VerificationFailed
+    from telco_lifecycle.evidence.verification import VerificationFailed
 
     ti, error = context["ti"], context.get("exception")
     common = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,

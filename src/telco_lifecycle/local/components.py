@@ -224,7 +224,7 @@ def _kill(pid: int) -> None:
 
 def main() -> None:
     """`make airflow`: the four components on the local environment until Ctrl-C."""
-    from telco_lifecycle.localenv import local_environment
+    from telco_lifecycle.local.env import local_environment
 
     port = int(os.environ.get("AIRFLOW_API_PORT", "8080"))
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
