@@ -133,8 +133,8 @@ class Server:
         """The seeded template of this size (built once per version of the migrations and
         the generator; the seed is deterministic)."""
         from telco_lifecycle.database import connect
-        from telco_lifecycle.migrations import migrate
         from telco_lifecycle.local.seed import seed
+        from telco_lifecycle.migrations import migrate
 
         name = f"{self.prefix}_tpl_{customers}x{cdrs}_{schema_and_seed_version()}"
         if rebuild or not self.exists(name):
@@ -318,8 +318,8 @@ def verification(server: Server, template: str, repeat: int) -> dict:
     """`retention_verification`'s checks after every scheduled rule was purged, against
     a plain count of each check's offending rows."""
     from telco_lifecycle.database import connect
-    from telco_lifecycle.policy import load_policy
     from telco_lifecycle.evidence.retention_checks import checks, verify
+    from telco_lifecycle.policy import load_policy
 
     url = server.copy(template)
     for rule in (r for r in load_policy().rules if r.trigger == "schedule"):
@@ -554,7 +554,7 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
     from telco_lifecycle.local.seed import table_counts
 
     server = Server(server_url(), prefix)
-    results = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "mode": mode,
+    results = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "mode": mode,
                "repeat": repeat, "anchor": ANCHOR.isoformat(), "machine": machine(server.url), "scales": []}
     templates = []
     try:

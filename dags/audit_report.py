@@ -17,8 +17,8 @@ The same report outside Airflow: `lifecycle audit-report --from DATE --to DATE`.
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
 from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
 
 
 @dag(
@@ -50,9 +50,9 @@ def audit_report():
         """Reconcile the task logs of the period with the audit trail and write the report."""
         import datetime as dt
 
+        from telco_lifecycle.database import connect
         from telco_lifecycle.evidence import audit_report as report
         from telco_lifecycle.workflows.common import run_date, telco_url
-        from telco_lifecycle.database import connect
 
         context = get_current_context()
         params = context["params"]

@@ -21,9 +21,16 @@ material are kept: the daily retention DAGs remove them when their time comes.
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, dry_run_param, requested_by_param)
 from telco_lifecycle.workflows.alerts import offboarding_deadline
+from telco_lifecycle.workflows.common import (
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    TEMPLATE_SEARCHPATH,
+    customer_id_param,
+    dry_run_param,
+    requested_by_param,
+)
 
 
 @dag(
@@ -54,9 +61,9 @@ def customer_offboarding():
     @task
     def offboard_customer() -> dict:
         """End the relationship and delete the PBX/SIP configuration in one transaction."""
+        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.rules import offboarding
         from telco_lifecycle.workflows.common import run_context, telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
         conn = telco_connection()
@@ -74,9 +81,9 @@ def customer_offboarding():
         """Great Expectations: PBX/SIP rows gone, nothing else of the customer removed."""
         import dataclasses
 
-        from telco_lifecycle.workflows.common import telco_url
-        from telco_lifecycle.rules.offboarding import verification_checks
         from telco_lifecycle.evidence.verification import run_checks
+        from telco_lifecycle.rules.offboarding import verification_checks
+        from telco_lifecycle.workflows.common import telco_url
 
         context = get_current_context()
         checks = verification_checks(result["customer_id"], result["rows_before"], result["dry_run"])
@@ -105,8 +112,8 @@ def customer_offboarding():
 def _request(context):
     import datetime as dt
 
-    from telco_lifecycle.workflows.common import run_date
     from telco_lifecycle.rules.offboarding import OffboardingRequest
+    from telco_lifecycle.workflows.common import run_date
 
     params = context["params"]
     return OffboardingRequest(

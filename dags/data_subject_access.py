@@ -25,7 +25,13 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    TEMPLATE_SEARCHPATH,
+    customer_id_param,
+    requested_by_param,
+)
 
 
 @dag(
@@ -46,9 +52,9 @@ def data_subject_access():
     @task(retries=0)
     def export_customer_data() -> dict:
         """Write the JSON and HTML access report; return counts and checksums only."""
+        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import access as subject_access
         from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
         params = context["params"]

@@ -27,7 +27,14 @@ from airflow.sdk import TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, dry_run_param, requested_by_param)
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    TEMPLATE_SEARCHPATH,
+    customer_id_param,
+    dry_run_param,
+    requested_by_param,
+)
 
 
 class ErasureApproval(ApprovalOperator):
@@ -60,9 +67,9 @@ def data_subject_erasure():
     @task(retries=0)
     def check_request() -> dict:
         """Refuse an unknown or held customer; count what would be erased and kept."""
+        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import erasure
         from telco_lifecycle.workflows.common import run_date, telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
         conn = telco_connection()
@@ -98,9 +105,9 @@ def data_subject_erasure():
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def erase(planned: dict) -> dict:
         """Erase in one transaction per rule, after approval (or with approval switched off)."""
+        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import erasure
         from telco_lifecycle.workflows.common import run_context, telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
         params = context["params"]
@@ -126,9 +133,9 @@ def data_subject_erasure():
         """Great Expectations: erased sets gone, kept sets whole (a dry run: nothing changed)."""
         import dataclasses
 
-        from telco_lifecycle.workflows.common import telco_url
-        from telco_lifecycle.subjects.erasure import verification_checks
         from telco_lifecycle.evidence.verification import run_checks
+        from telco_lifecycle.subjects.erasure import verification_checks
+        from telco_lifecycle.workflows.common import telco_url
 
         checks = verification_checks(planned, result["dry_run"])
         suite = f"erasure_{planned['customer_id']}_{get_current_context()['run_id']}"

@@ -16,8 +16,7 @@ opted out (`phone_numbers.directory_opt_out`) or whose relationship has ended is
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param)
+from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
 
 
 @dag(
@@ -39,9 +38,9 @@ def directory_118_export():
         """GX checks on the export query's result set, before anything is written."""
         import dataclasses
 
+        from telco_lifecycle.evidence.verification import run_checks
         from telco_lifecycle.subjects import directory_118 as directory_export
         from telco_lifecycle.workflows.common import as_of_date, run_date, telco_url
-        from telco_lifecycle.evidence.verification import run_checks
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])

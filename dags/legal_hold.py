@@ -22,7 +22,13 @@ due meanwhile. Releasing a case that holds nothing is refused and changes nothin
 from airflow.sdk import Param, dag, get_current_context, task
 
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, customer_id_param, requested_by_param)
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    TEMPLATE_SEARCHPATH,
+    customer_id_param,
+    requested_by_param,
+)
 
 
 @dag(
@@ -54,9 +60,9 @@ def legal_hold():
         """Place or release the hold in one transaction with its audit row."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.rules import legal_holds
         from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
-        from telco_lifecycle.customers import UnknownCustomer
 
         context = get_current_context()
         params = context["params"]

@@ -18,8 +18,8 @@ of the purge, are the last task of every retention DAG.
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
 from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
 
 
 @dag(
@@ -38,8 +38,8 @@ def retention_verification():
     @task(retries=0)
     def verify_all_rules() -> dict:
         """Every rule's checks at `as_of`; fails naming rule, table and count."""
-        from telco_lifecycle.workflows.common import as_of_date, telco_url
         from telco_lifecycle.evidence.retention_checks import verify
+        from telco_lifecycle.workflows.common import as_of_date, telco_url
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])

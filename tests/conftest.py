@@ -59,8 +59,8 @@ def airflow_db():
 def seeded_template():
     """A migrated and seeded database that each test copies (CREATE DATABASE ... TEMPLATE)."""
     from telco_lifecycle.database import connect
-    from telco_lifecycle.migrations import migrate
     from telco_lifecycle.local.seed import seed
+    from telco_lifecycle.migrations import migrate
 
     url = ensure_database(SERVER, TEMPLATE_DB)
     conn = connect(url)

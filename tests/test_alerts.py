@@ -100,7 +100,7 @@ def test_a_failing_verification_alerts_the_team(telco, run_dag, smtp, statsd):
     verification fails, names rules and counts, and the team gets an e-mail."""
     smtp.messages.clear()
     run, _ = run_dag("retention_verification", {"as_of": ANCHOR.isoformat()},
-                     logical_date=dt.datetime(2026, 6, 15, 3, tzinfo=dt.timezone.utc))
+                     logical_date=dt.datetime(2026, 6, 15, 3, tzinfo=dt.UTC))
     assert run.state == "failed"
 
     assert len(smtp.messages) == 1
@@ -165,7 +165,7 @@ def test_a_missed_offboarding_deadline_alerts_the_team(telco, run_dag, smtp):
     text = smtp.text(message)
     assert message["Subject"] == ("[data lifecycle] PBX/SIP deletion not finished within 30 min of the trigger: "
                                   "customer_offboarding (pbx_sip_config)")
-    assert run.run_id in text and f">customer_id<" in text and f">{customer}<" in text
+    assert run.run_id in text and ">customer_id<" in text and f">{customer}<" in text
     assert "Jens" not in text and "jens@" not in text  # the run's free-text reason stays out
     assert_no_personal_data(text, telco)
 

@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-
-from telco_lifecycle.evidence import audit, audit_report
+from test_offboarding_dag import active_customer_with_config
 
 from telco_lifecycle import cli
-from telco_lifecycle.evidence.certificate import build_certificate
 from telco_lifecycle.database import connect, transaction
+from telco_lifecycle.evidence import audit, audit_report
+from telco_lifecycle.evidence.certificate import build_certificate
 from telco_lifecycle.settings import project_dir
-from test_offboarding_dag import active_customer_with_config
 
 # Retention DAGs of the policy's scheduled rules, run once they exist in dags/.
 RETENTION_DAGS = ["crm_retention", "contract_archive_retention", "accounting_retention", "retention_verification"]
@@ -59,7 +58,7 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     assert refused.state == "failed"
     for dag_id in RETENTION_DAGS:
         if (project_dir() / "dags" / f"{dag_id}.py").exists():
-            run_dag(dag_id, {"as_of": "2026-06-15"}, logical_date=dt.datetime(2026, 6, 16, tzinfo=dt.timezone.utc))
+            run_dag(dag_id, {"as_of": "2026-06-15"}, logical_date=dt.datetime(2026, 6, 16, tzinfo=dt.UTC))
     period = today_period()
 
     dag_run, xcom = run_dag("audit_report", period)
@@ -144,8 +143,8 @@ def test_altered_event_and_chain_break_are_reported(telco, run_dag, task_logs):
 
 def test_an_unreachable_api_falls_back_to_the_log_folder(monkeypatch, tmp_path):
     """The REST API when it answers, else the log folder (and the report names which)."""
-    from telco_lifecycle.local.components import free_port
     from telco_lifecycle.evidence.audit_report import FolderLogs, log_source
+    from telco_lifecycle.local.components import free_port
 
     monkeypatch.setenv("LIFECYCLE_AIRFLOW_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
     monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.database import connect, transaction
+from telco_lifecycle.evidence import audit
 
 CHANGES = ["UPDATE lifecycle_audit SET row_count = 0", "DELETE FROM lifecycle_audit", "TRUNCATE lifecycle_audit"]
 

@@ -12,10 +12,11 @@ import random
 
 from conftest import ANCHOR
 from retention_helpers import cdr_partitions
-from telco_lifecycle.evidence import audit
-from telco_lifecycle.rules import retention
+
 from telco_lifecycle.database import connect
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.rules import retention
 
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]

@@ -10,12 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import ANCHOR
-from telco_lifecycle.evidence import audit
-from telco_lifecycle.subjects import erasure
-from telco_lifecycle.rules import offboarding, retention
+
 from telco_lifecycle.customers import row_counts
 from telco_lifecycle.database import connect
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.rules import offboarding, retention
+from telco_lifecycle.subjects import erasure
 
 AS_OF = dt.date(2031, 1, 1)
 ANONYMISED = {item.table for rule in load_policy().rules for item in rule.data if item.action == "anonymise"}

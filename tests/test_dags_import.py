@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from conftest import load_dagbag
+
 from telco_lifecycle.settings import project_dir
 
 DAG_FILES = sorted((project_dir() / "dags").glob("*.py"))

@@ -8,10 +8,9 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from conftest import ANCHOR
 
-RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.timezone.utc)
+RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 
 
 def test_export_lists_only_main_numbers_of_active_customers_not_opted_out(telco, run_dag):
@@ -51,8 +50,8 @@ def test_export_lists_only_main_numbers_of_active_customers_not_opted_out(telco,
 
 def test_verification_catches_a_mobile_number(telco):
     """The GX checks are independent of the export query: a query that lets a mobile through fails."""
-    from telco_lifecycle.subjects.directory_118 import verification_checks
     from telco_lifecycle.evidence.verification import VerificationFailed, run_checks
+    from telco_lifecycle.subjects.directory_118 import verification_checks
 
     leaky = "SELECT number FROM phone_numbers WHERE kind IN ('main', 'mobile')"
     with pytest.raises(VerificationFailed, match="never a mobile"):

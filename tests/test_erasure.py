@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.timezone.utc)
+RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 ACCOUNTING = ("invoices", "payments")
 
 

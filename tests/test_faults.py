@@ -20,14 +20,14 @@ import time
 
 import psycopg2
 import pytest
-
 from conftest import SERVER, TelcoDatabase
 from retention_helpers import cdr_partitions
-from telco_lifecycle.evidence import audit
-from telco_lifecycle.rules import retention
+
 from telco_lifecycle.database import ROLE_ENV, connect
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.local.env import drop_database
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.rules import retention
 
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]

@@ -8,13 +8,13 @@ import os
 
 import psycopg2
 import pytest
-
 from conftest import ANCHOR
 from retention_helpers import at
-from telco_lifecycle.evidence import audit
-from telco_lifecycle.rules import legal_holds, retention
+
 from telco_lifecycle.database import ROLE_ENV, connect
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.rules import legal_holds, retention
 
 ROLE = "lifecycle_app"
 

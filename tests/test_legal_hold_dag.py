@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from retention_helpers import hold
 
 CUSTOMER = 42

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from retention_helpers import add_customer, at, rows_of
 
 D, T = dt.date, dt.datetime

@@ -11,10 +11,10 @@ import itertools
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from retention_helpers import CPH, add_customer
-from telco_lifecycle.evidence import audit
+
 from telco_lifecycle.database import connect
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.rules.retention import purge
 
@@ -74,7 +74,7 @@ def test_purges_keep_exactly_what_the_policy_keeps(telco, histories, as_of):
                                          (customer,))] == invoices
         assert telco.scalar("SELECT count(*) FROM payments WHERE invoice_id IN"
                             " (SELECT invoice_id FROM invoices WHERE customer_id = %s)", (customer,)) == len(invoices)
-        cdrs = sorted(m.replace(tzinfo=CPH).astimezone(dt.timezone.utc) for m in history["cdrs"] if keep or not due(
+        cdrs = sorted(m.replace(tzinfo=CPH).astimezone(dt.UTC) for m in history["cdrs"] if keep or not due(
             "accounting", policy.fiscal_year_end_date(policy.fiscal_year_of(m.replace(tzinfo=CPH).date()))))
         assert [r[0] for r in telco.rows("SELECT started_at FROM cdrs WHERE customer_id = %s ORDER BY 1",
                                          (customer,))] == cdrs

@@ -7,15 +7,15 @@ import datetime as dt
 import time
 
 import pytest
-
 from retention_helpers import at
-from telco_lifecycle.evidence import audit
+
 from telco_lifecycle.database import connect
+from telco_lifecycle.evidence import audit
+from telco_lifecycle.evidence.retention_checks import snapshot, verify
+from telco_lifecycle.evidence.verification import VerificationFailed
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.rules.retention import plan, purge
-from telco_lifecycle.evidence.retention_checks import snapshot, verify
 from telco_lifecycle.settings import reports_dir
-from telco_lifecycle.evidence.verification import VerificationFailed
 
 AS_OF = dt.date(2026, 6, 15)
 RUN = audit.RunContext("test", "test_run", "purge")

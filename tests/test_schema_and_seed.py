@@ -6,12 +6,12 @@ import datetime as dt
 import uuid
 
 import pytest
-
 from conftest import SERVER
+
 from telco_lifecycle.database import connect
 from telco_lifecycle.local.env import drop_database, ensure_database
-from telco_lifecycle.migrations import migrate
 from telco_lifecycle.local.seed import SEEDED_TABLES, seed
+from telco_lifecycle.migrations import migrate
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ def test_each_customer_lands_in_the_bucket_its_deadline_gives(telco, airflow_db)
 
 def test_after_the_purge_nothing_is_overdue_and_the_run_is_linked(telco, run_dag):
     run, results = run_dag("crm_retention", {"as_of": ANCHOR.isoformat()},
-                           logical_date=dt.datetime(2026, 6, 15, 2, tzinfo=dt.timezone.utc))
+                           logical_date=dt.datetime(2026, 6, 15, 2, tzinfo=dt.UTC))
     assert run.state == "success", results
     status = status_at(telco)
     crm = by_rule(status)["crm_master_data"]
@@ -130,10 +130,9 @@ def test_after_the_purge_nothing_is_overdue_and_the_run_is_linked(telco, run_dag
 
 @pytest.fixture
 def client(telco, airflow_db):
-    from fastapi.testclient import TestClient
-
     from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
 
     from telco_lifecycle.workflows.status_page import create_app
 

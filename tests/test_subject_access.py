@@ -10,9 +10,10 @@ import tracemalloc
 from pathlib import Path
 
 from conftest import ANCHOR
+
 from telco_lifecycle.policy import load_policy
 
-RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.timezone.utc)
+RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 
 
 def customer_with_everything(telco) -> int:
@@ -94,9 +95,9 @@ def test_ended_customer_gets_deletion_dates(telco, run_dag):
 
 def test_export_streams_cdrs_in_constant_memory(telco):
     """Python memory stays flat whether the customer has 20 or 20,000 CDRs."""
+    from telco_lifecycle.database import connect
     from telco_lifecycle.evidence import audit
     from telco_lifecycle.subjects import access as subject_access
-    from telco_lifecycle.database import connect
 
     customer = customer_with_everything(telco)
 

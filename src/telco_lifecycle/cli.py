@@ -6,7 +6,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import shlex
 import sys
 
@@ -107,8 +106,8 @@ def _policy(args) -> None:
 
 
 def _audit_report(args) -> int:
-    from telco_lifecycle.evidence.audit_report import build_report
     from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.audit_report import build_report
 
     conn = connect(settings.telco_database_url(args.database_url))
     summary = build_report(conn, args.period_start, args.period_end)
@@ -119,9 +118,9 @@ def _audit_report(args) -> int:
 
 
 def _certificate(args) -> None:
-    from telco_lifecycle.evidence.certificate import build_certificate
     from telco_lifecycle.customers import UnknownCustomer
     from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.certificate import build_certificate
 
     conn = connect(settings.telco_database_url(args.database_url))
     try:

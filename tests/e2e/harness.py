@@ -11,13 +11,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from telco_lifecycle.local.components import LocalAirflow, free_port, wait_for_dag
-from telco_lifecycle.evidence.audit import parse_event
-from telco_lifecycle.policy import Rule, add_years, load_policy
-from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database
-from telco_lifecycle.settings import AUDIT_LOGGER, project_dir, with_database
 from conftest import SERVER, TelcoDatabase
+
+from telco_lifecycle.evidence.audit import parse_event
+from telco_lifecycle.local.components import LocalAirflow, free_port, wait_for_dag
+from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database
+from telco_lifecycle.policy import Rule, add_years, load_policy
+from telco_lifecycle.settings import AUDIT_LOGGER, project_dir, with_database
 
 USERNAME, PASSWORD = "admin", "admin"
 RUN_TIMEOUT = 240  # seconds a DAG run may take on a busy 2-core machine

@@ -32,9 +32,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.evidence.audit import parse_event
 from telco_lifecycle.database import transaction
-from telco_lifecycle.settings import AUDIT_LOGGER, TIMEZONE, read_sql, reports_dir
+from telco_lifecycle.evidence.audit import parse_event
+from telco_lifecycle.settings import TIMEZONE, read_sql, reports_dir
 
 log = logging.getLogger("telco_lifecycle.evidence.audit_report")
 
@@ -81,7 +81,7 @@ class FolderLogs:
             parts = dict(p.split("=", 1) for p in path.relative_to(self.base).with_suffix("").parts if "=" in p)
             if runs is not None and (parts["dag_id"], parts["run_id"]) not in runs:
                 continue
-            if since is not None and dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc) < since:
+            if since is not None and dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC) < since:
                 continue  # last written before the period began
             yield (TaskTry(parts["dag_id"], parts["run_id"], parts["task_id"], int(parts["attempt"])),
                    _json_lines(path.open(encoding="utf-8", errors="replace")))

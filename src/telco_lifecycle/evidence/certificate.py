@@ -13,9 +13,9 @@ import html
 import json
 from pathlib import Path
 
-from telco_lifecycle.evidence.audit_report import STYLE, html_table, log_source, read_logs
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence.audit_report import STYLE, html_table, log_source, read_logs
 from telco_lifecycle.settings import read_sql, reports_dir
 
 COLUMNS = ("audit_id", "recorded_at", "action", "rule", "table_name", "row_count", "as_of", "dry_run",
@@ -43,7 +43,7 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
         action["as_of"] = action["as_of"].isoformat() if action["as_of"] else None
     certificate = {
         "customer_id": customer_id,
-        "issued_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "actions": actions,
         "rules_applied": sorted({a["rule"] for a in actions if a["rule"] and not a["dry_run"]}),
         "backed_by_audit_trail": all(a["chain_problem"] is None and a["event_in_task_log"] for a in actions),

@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
 from telco_lifecycle.evidence.verification import Check, run_checks
+from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
 
 DESTRUCTIVE_ACTIONS = ("delete", "anonymise", "drop_partition")
 # GX substitutes `{batch}` with an already aliased subquery: wrap it to call the rows `t`.

@@ -28,8 +28,8 @@ def prepare() -> str:
 
     shutil.rmtree(log_folder(), ignore_errors=True)  # task logs of the dropped database's runs
     from telco_lifecycle.database import connect
-    from telco_lifecycle.migrations import migrate
     from telco_lifecycle.local.seed import seed
+    from telco_lifecycle.migrations import migrate
 
     conn = connect(env["AIRFLOW_CONN_TELCO_DB"])
     migrate(conn)

@@ -23,7 +23,7 @@ def seed(conn, customers: int, seed: int = 1, anchor: dt.date | None = None, cdr
     """
     if customers < 1 or cdrs_per_customer < 0:
         raise ValueError("--customers must be at least 1 and --cdrs-per-customer not negative")
-    anchor = anchor or dt.datetime.now(dt.timezone.utc).astimezone(_copenhagen()).date()
+    anchor = anchor or dt.datetime.now(dt.UTC).astimezone(_copenhagen()).date()
     month, day = (int(p) for p in load_policy().fiscal_year_end.split("-"))
     with transaction(conn) as cur:
         cur.execute("SELECT EXISTS (SELECT 1 FROM customers)")

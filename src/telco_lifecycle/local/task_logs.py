@@ -28,7 +28,7 @@ class TaskLogFiles(logging.Handler):
     def write(self, task_try: TaskTry, level: str, logger: str, message: str, moment: dt.datetime) -> None:
         path = self.path(task_try)
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = {"timestamp": moment.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        line = {"timestamp": moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                 "level": level, "logger": logger, "event": message}
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(line) + "\n")
@@ -41,7 +41,7 @@ class TaskLogFiles(logging.Handler):
         except RuntimeError:  # not inside a task
             return
         self.write(TaskTry(ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 1)), record.levelname.lower(),
-                   record.name, record.getMessage(), dt.datetime.fromtimestamp(record.created, dt.timezone.utc))
+                   record.name, record.getMessage(), dt.datetime.fromtimestamp(record.created, dt.UTC))
 
 
 def test_dag_with_task_logs(dag, **kwargs):
@@ -67,5 +67,5 @@ def test_dag_with_task_logs(dag, **kwargs):
         for ti in tries:
             if ti.state in ("failed", "up_for_retry"):
                 handler.write(TaskTry(ti.dag_id, ti.run_id, ti.task_id, ti.try_number), "error", "task",
-                              "Task failed with exception", ti.end_date or dt.datetime.now(dt.timezone.utc))
+                              "Task failed with exception", ti.end_date or dt.datetime.now(dt.UTC))
     return dag_run

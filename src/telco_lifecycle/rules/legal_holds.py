@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.settings import read_sql
 
 

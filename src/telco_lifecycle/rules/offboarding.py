@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
 
 RULE = "pbx_sip_config"

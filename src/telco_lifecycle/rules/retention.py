@@ -22,9 +22,9 @@ import logging
 import math
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 

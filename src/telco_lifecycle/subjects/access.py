@@ -23,9 +23,9 @@ import json
 import re
 from pathlib import Path
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import reports_dir
 

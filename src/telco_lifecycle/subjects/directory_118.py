@@ -14,8 +14,8 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.settings import read_sql, reports_dir
 
 SQL = "subject/directory_118_export.sql"

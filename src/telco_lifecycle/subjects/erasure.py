@@ -24,9 +24,9 @@ import html
 import json
 import os
 
-from telco_lifecycle.evidence import audit
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import reports_dir
 from telco_lifecycle.subjects.access import file_stem

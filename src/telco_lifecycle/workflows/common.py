@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.workflows.alerts import LifecycleNotifier, task_succeeded
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE, sql_dir
+from telco_lifecycle.workflows.alerts import LifecycleNotifier, task_succeeded
 
 # Validated at parse time, so a broken policy file is an import error in the UI that
 # names the line and the problem, and no DAG runs on a policy nobody could read.

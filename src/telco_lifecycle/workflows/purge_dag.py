@@ -9,10 +9,16 @@ import logging
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
-from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param, dry_run_param)
-from telco_lifecycle.workflows.alerts import purge_deadline
 from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.alerts import purge_deadline
+from telco_lifecycle.workflows.common import (
+    DEFAULT_ARGS,
+    START_DATE,
+    TAGS,
+    TEMPLATE_SEARCHPATH,
+    as_of_param,
+    dry_run_param,
+)
 
 log = logging.getLogger("telco_lifecycle.rules.retention")
 
@@ -47,9 +53,9 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
             """Exact counts of what is due, and the before snapshot for verification (read only)."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from telco_lifecycle.workflows.common import as_of_date, run_date, telco_connection
-            from telco_lifecycle.rules.retention import RetentionRefused, check_as_of, describe_counts, plan
             from telco_lifecycle.evidence.retention_checks import snapshot
+            from telco_lifecycle.rules.retention import RetentionRefused, check_as_of, describe_counts, plan
+            from telco_lifecycle.workflows.common import as_of_date, run_date, telco_connection
 
             context = get_current_context()
             as_of = as_of_date(context, context["params"])
@@ -73,8 +79,8 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         @task
         def purge_due(planned: dict) -> dict:
             """Remove what is due, batch by batch of customers (and CDR month by month), with audit rows."""
-            from telco_lifecycle.workflows.common import run_context, telco_connection
             from telco_lifecycle.rules.retention import purge
+            from telco_lifecycle.workflows.common import run_context, telco_connection
 
             context = get_current_context()
             conn = telco_connection()
@@ -89,8 +95,8 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         @task
         def verify_retention(planned: dict, result: dict) -> dict:
             """Great Expectations: nothing due remains, nothing else is gone, held data intact."""
-            from telco_lifecycle.workflows.common import telco_url
             from telco_lifecycle.evidence.retention_checks import verify
+            from telco_lifecycle.workflows.common import telco_url
 
             context = get_current_context()
             as_of = dt.date.fromisoformat(result["as_of"])

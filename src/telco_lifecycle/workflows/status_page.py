@@ -38,12 +38,11 @@ def today() -> dt.date:
 def rule_runs(session, policy: Policy) -> dict[str, dict]:
     """Per rule: the last successful purge run and the last verification result, from the
     Airflow metadata database. A DAG applies the rules whose ids are among its tags."""
-    from sqlalchemy import select
-
     from airflow.models.dag import DagTag
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
 
     rule_ids = [rule.id for rule in policy.rules]
     dags: dict[str, list[str]] = {rule_id: [] for rule_id in rule_ids}
@@ -145,11 +144,10 @@ def create_app():
     (This module has no `from __future__ import annotations`: FastAPI reads these local annotations.)"""
     from typing import Annotated
 
-    from fastapi import Depends, FastAPI, Query
-    from fastapi.responses import HTMLResponse
-
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import requires_authenticated
+    from fastapi import Depends, FastAPI, Query
+    from fastapi.responses import HTMLResponse
 
     from telco_lifecycle.workflows.common import telco_connection
 
