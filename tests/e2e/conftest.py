@@ -7,6 +7,7 @@ stopped when the session (or module) ends, also after a failure."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -66,3 +67,34 @@ def screenshots_dir() -> Path:
     path = Path(USER_REPORTS_DIR) / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+CHROMIUM = shutil.which("chromium")
+NO_CHROMIUM = ("no chromium on PATH: the browser tests need Debian's chromium"
+               " (enable them with `apt-get install chromium`)")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium() -> str:
+    """The system chromium; skipped where there is none, except in CI, where it must exist."""
+    if CHROMIUM:
+        return CHROMIUM
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"CI=true but {NO_CHROMIUM}")
+    pytest.skip(NO_CHROMIUM)
+
+
+@pytest.fixture
+def page(chromium, e2e):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()

@@ -12,7 +12,6 @@ import urllib.request
 import pytest
 from conftest import ANCHOR
 
-from e2e.test_ui_browser import page  # noqa: F401 - the browser fixture
 from telco_lifecycle.policy import add_years, load_policy
 from telco_lifecycle.rules.status import rule_counts
 from telco_lifecycle.workflows.status_page import URL_PREFIX
@@ -57,7 +56,7 @@ def test_status_json_needs_login_and_counts_the_overdue_customer(e2e, overdue_cu
     assert "customer_offboarding" in next(r for r in body["rules"] if r["rule"] == "pbx_sip_config")["dags"]
 
 
-def test_status_page_renders_in_the_airflow_ui(e2e, page, screenshots_dir, overdue_customer):  # noqa: F811
+def test_status_page_renders_in_the_airflow_ui(page, e2e, screenshots_dir, overdue_customer):
     from playwright.sync_api import expect
 
     page.goto(e2e.url + "/")
