@@ -131,6 +131,23 @@ def test_ended_customer_loses_everything_but_accounting(telco, run_dag, no_appro
     assert accounting_fingerprint(telco) == accounting
     assert telco.scalar("SELECT count(*) FROM crm_correspondence WHERE customer_id <> %s", (customer,)) == others
     assert xcom["summarise"]["verification"] == "passed"
+    assert telco.scalar("SELECT crm_purged_on FROM customers WHERE customer_id = %s", (customer,)) == RUN_DATE.date()
+
+
+def test_crm_purge_writes_nothing_for_a_customer_erased_before(telco, run_dag, no_approval):
+    """Erasure stamps crm_purged_on: the CRM purge that follows finds the customer reduced."""
+    as_of = dt.date(2026, 11, 30)
+    customer = pick(telco, f"c.relationship_ended_on <= DATE '{as_of}' - interval '1 year'")
+    assert run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)[0].state \
+        == "success"
+
+    dag_run, _ = run_dag("crm_retention", {"as_of": as_of.isoformat()},
+                         dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC))
+
+    assert dag_run.state == "success"
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE customer_id = %s AND rule = 'crm_master_data'"
+                        " AND dag_id = 'crm_retention'", (customer,)) == 0
+    assert telco.scalar("SELECT crm_purged_on FROM customers WHERE customer_id = %s", (customer,)) == RUN_DATE.date()
 
 
 def test_legal_hold_blocks_everything(telco, run_dag, no_approval):

@@ -62,6 +62,11 @@ class DataItem(_Strict):
             raise ValueError("a 'delete' item removes whole rows; `columns`/`kept_columns` do not apply")
         return self
 
+    @property
+    def purged_marks(self) -> list[str]:
+        """The kept columns named `*_purged_on`: they record the day the rule was applied."""
+        return [c for c in self.kept_columns if c.endswith("_purged_on")]
+
     def subject_filter(self, customer: str = "%(customer_id)s") -> str:
         """SQL condition selecting this table's rows of one customer (`customer`: a
         placeholder or a validated integer literal)."""

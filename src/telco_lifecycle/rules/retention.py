@@ -31,7 +31,6 @@ from telco_lifecycle.settings import TIMEZONE, read_sql
 log = logging.getLogger("telco_lifecycle.rules.retention")
 
 BATCH_SIZE = 1000  # customers per batch, and per transaction
-PURGED_MARK = "_purged_on"  # a kept column with this suffix records the day the rule was applied
 
 
 class RetentionRefused(ValueError):
@@ -91,7 +90,7 @@ class Scope:
         if item.dated_by:
             condition += f" AND {_dated(item)}"
         if item.action == "anonymise":
-            remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in _marks(item)]
+            remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
             condition += f" AND ({' OR '.join(remaining)})"
         return joined, condition, owner
 
@@ -118,7 +117,8 @@ class Scope:
         joined, condition, owner = self.rows(item, owners)
         if item.action == "delete":
             return f"DELETE FROM {item.table} t{' USING ' + joined if joined else ''} WHERE {condition}", owner
-        cleared = [f"{c} = NULL" for c in item.columns] + [f"{c} = coalesce(t.{c}, %(as_of)s)" for c in _marks(item)]
+        marks = [f"{c} = coalesce(t.{c}, %(as_of)s)" for c in item.purged_marks]
+        cleared = [f"{c} = NULL" for c in item.columns] + marks
         return (f"UPDATE {item.table} t SET {', '.join(cleared)}{' FROM ' + joined if joined else ''}"
                 f" WHERE {condition}"), owner
 
@@ -130,10 +130,6 @@ def _dated(item: DataItem) -> str:
     if column.endswith(".fiscal_year"):
         return f"{column} <= %(due_fiscal_year)s"
     return f"{column} < %(fiscal_cutoff)s"  # a timestamp: its Copenhagen date's fiscal year
-
-
-def _marks(item: DataItem) -> list[str]:
-    return [c for c in item.kept_columns if c.endswith(PURGED_MARK)]
 
 
 def scope(rule_id: str, as_of: dt.date, policy: Policy | None = None) -> Scope:

@@ -61,16 +61,22 @@ class Target:
 
     @property
     def rows(self) -> str:
-        """The rows this target acts on; for `anonymise`, only those still holding personal data."""
+        """The rows this target acts on; for `anonymise`, only those not yet reduced."""
         if self.erase and self.item.action == "anonymise":
-            return f"{self.where} AND ({' OR '.join(f'{c} IS NOT NULL' for c in self.item.columns)})"
+            remaining = ([f"{c} IS NOT NULL" for c in self.item.columns]
+                         + [f"{c} IS NULL" for c in self.item.purged_marks])
+            return f"{self.where} AND ({' OR '.join(remaining)})"
         return self.where
 
     def statement(self) -> str:
+        """The erasing statement; an anonymised row also gets its `*_purged_on` mark (the
+        day, %(as_of)s), so that the rule's purge later finds nothing left to do."""
         where = f"{self.rows} AND NOT lifecycle_on_hold(%(customer_id)s)"
         if self.item.action == "delete":
             return f"DELETE FROM {self.item.table} WHERE {where}"
-        return f"UPDATE {self.item.table} SET {', '.join(f'{c} = NULL' for c in self.item.columns)} WHERE {where}"
+        marks = [f"{c} = coalesce({c}, %(as_of)s)" for c in self.item.purged_marks]
+        cleared = [f"{c} = NULL" for c in self.item.columns] + marks
+        return f"UPDATE {self.item.table} SET {', '.join(cleared)} WHERE {where}"
 
 
 def targets(policy: Policy, active: bool, customer: str = "%(customer_id)s") -> list[Target]:
@@ -149,7 +155,7 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
     """Erase per the plan's policy sets: one transaction per rule, each with its audit rows."""
     policy = load_policy()
     customer_id, as_of = planned["customer_id"], dt.date.fromisoformat(planned["as_of"])
-    params = {"customer_id": customer_id}
+    params = {"customer_id": customer_id, "as_of": as_of}
     details = {"requested_by": requested_by, "approval_required": approval["required"],
                "approved_by": approval.get("by"), "approved_at": approval.get("at")}
     erased: dict[str, int] = {}
