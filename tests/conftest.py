@@ -6,7 +6,9 @@ The environment is set at import time, before anything imports Airflow."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -40,11 +42,24 @@ os.environ.update(airflow_environment(
 USER_REPORTS_DIR = os.environ.get("LIFECYCLE_REPORTS_DIR") or str(project_dir() / "reports")
 os.environ["LIFECYCLE_REPORTS_DIR"] = str(_tmp / "reports")
 os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_tmp / "airflow" / "logs")
+# A signing key of this session (never the checkout's .lifecycle/ key); each test has its
+# own evidence store (evidence_dir), as it has its own database.
+os.environ["AIRFLOW_CONN_LIFECYCLE_SIGNING_KEY"] = json.dumps(
+    {"conn_type": "generic", "password": base64.b64encode(os.urandom(32)).decode()})
+os.environ["LIFECYCLE_EVIDENCE_DIR"] = str(_tmp / "evidence")
 
 
 def _airflow(*args: str) -> None:
     subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], check=True,
                    stdout=subprocess.DEVNULL, env=os.environ)
+
+
+@pytest.fixture(autouse=True)
+def evidence_dir(tmp_path, monkeypatch) -> Path:
+    """This test's own evidence store (ledger and checkpoints), outside the database."""
+    path = tmp_path / "evidence"
+    monkeypatch.setenv("LIFECYCLE_EVIDENCE_DIR", str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import logging
 
+from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.settings import AUDIT_LOGGER
 
 EVENT_PREFIX = "AUDIT "
@@ -106,11 +107,32 @@ def record_per_customer(cur, change: str, owner: str, params: dict, action: Acti
             for *written, customer_id, row_count in cur.fetchall()]
 
 
+# Committed actions that remove or reduce data, or change what may be removed: these
+# also go to the evidence store's ledger, outside the database (restore-safe deletions).
+LEDGER_ACTIONS = frozenset({"delete", "anonymise", "drop_partition", "erase_on_request", "end_relationship",
+                            "place_legal_hold", "release_legal_hold", "file_remove"})
+
+
+def ledger_entry(event: dict) -> dict:
+    """The ledger's copy of a committed event (no personal data: ids, counts, hashes)."""
+    return {"audit_id": event["audit_id"], "row_hash": event["row_hash"], "action": event["action"],
+            "rule": event["rule"], "customer_id": event["customer_id"],
+            "tables": {event["table_name"]: event["row_count"]} if event["table_name"] else {},
+            "as_of": event["as_of"], "dag_id": event["dag_id"], "run_id": event["run_id"],
+            "partition": event["details"].get("partition"), "recorded_at": event["recorded_at"]}
+
+
 def emit(events: list[dict]) -> None:
-    """Log committed audit events: one sentence for people, one JSON record for machines."""
-    for event in events:
-        human_log.info("%s (audit #%s)", sentence(event), event["audit_id"])
-        audit_log.info("%s%s", EVENT_PREFIX, json.dumps(event, sort_keys=True, default=str))
+    """After commit: append the removing actions to the ledger (first: it is the durable
+    witness), then log every event, one sentence for people, one JSON record for machines.
+    The events are logged even when the ledger cannot be written (the error is raised after)."""
+    try:
+        evidence_store().append_ledger([ledger_entry(e) for e in events
+                                        if e["action"] in LEDGER_ACTIONS and not e["dry_run"]])
+    finally:
+        for event in events:
+            human_log.info("%s (audit #%s)", sentence(event), event["audit_id"])
+            audit_log.info("%s%s", EVENT_PREFIX, json.dumps(event, sort_keys=True, default=str))
 
 
 def sentence(event: dict) -> str:

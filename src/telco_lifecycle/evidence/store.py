@@ -1,0 +1,130 @@
+"""The evidence store outside the telecom database: the deletion ledger and the signed
+checkpoints of the audit chain.
+
+A directory (LIFECYCLE_EVIDENCE_DIR, default <project>/.lifecycle/evidence; in compose
+its own volume). Nothing in it is ever rewritten: every ledger append is a new segment
+file and every checkpoint a new sequence-numbered file, each created exclusively and
+fsync'd, so the same layout maps onto an object store with write-once retention (one
+object per file, names that sort in append order).
+
+    ledger/<time_ns>-<pid>-<random>.jsonl   one JSON entry per line, per append
+    checkpoints/<sequence>.json             one signed checkpoint (see signing.py)
+
+Neither holds personal data: internal customer ids, rule and table names, counts, run
+ids and hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from telco_lifecycle.evidence import signing
+from telco_lifecycle.settings import project_dir
+
+EVIDENCE_DIR_ENV = "LIFECYCLE_EVIDENCE_DIR"
+SEQUENCE_DIGITS = 12
+
+
+def evidence_dir() -> Path:
+    return Path(os.environ.get(EVIDENCE_DIR_ENV) or project_dir() / ".lifecycle" / "evidence").resolve()
+
+
+def canonical(document: dict) -> bytes:
+    """The bytes a hash or signature covers: sorted keys, no spaces, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """Create `path` (FileExistsError if it exists), write and fsync it and its folder."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class EvidenceStore:
+    """Append-only ledger segments and write-once checkpoints in one directory."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ledger_dir = root / "ledger"
+        self.checkpoint_dir = root / "checkpoints"
+
+    def _ensure(self) -> None:
+        self.ledger_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- the deletion ledger -------------------------------------------------------
+
+    def append_ledger(self, entries: list[dict]) -> None:
+        """Append committed entries as one new segment (nothing is written for none)."""
+        if not entries:
+            return
+        self._ensure()
+        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        _write_once(self.ledger_dir / name, b"".join(canonical(entry) + b"\n" for entry in entries))
+
+    def ledger(self) -> Iterator[dict]:
+        """Every entry, in append order (segments by name, lines in order)."""
+        if not self.ledger_dir.is_dir():
+            return
+        for path in sorted(self.ledger_dir.glob("*.jsonl")):
+            with path.open(encoding="utf-8") as lines:
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+
+    # --- signed checkpoints --------------------------------------------------------
+
+    def write_checkpoint(self, checkpoint: dict) -> Path:
+        """Sign `checkpoint` (the chain head) as the next sequence number, linked to the
+        previous checkpoint by its hash, and write it; never overwrites (a concurrent
+        writer that took the number first makes this one take the next)."""
+        self._ensure()
+        signer = signing.signing_key()
+        while True:
+            previous = self.checkpoints()[-1:] or [None]
+            last = previous[0]
+            document = {**checkpoint, "sequence": (last["sequence"] + 1) if last else 1,
+                        "previous_checkpoint": checkpoint_hash(last) if last else None,
+                        "key_id": signing.key_id(signer.public_key())}
+            signed = {**document, "signature": signing.sign(signer, canonical(document))}
+            path = self.checkpoint_dir / f"{document['sequence']:0{SEQUENCE_DIGITS}d}.json"
+            try:
+                _write_once(path, canonical(signed) + b"\n")
+                return path
+            except FileExistsError:
+                continue
+
+    def checkpoints(self) -> list[dict]:
+        """Every checkpoint, by sequence number (as stored; `lifecycle audit verify` checks them)."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = []
+        for path in sorted(self.checkpoint_dir.glob("*.json")):
+            document = json.loads(path.read_text(encoding="utf-8"))
+            document["_file"] = path.name
+            found.append(document)
+        return sorted(found, key=lambda d: d.get("sequence", 0))
+
+
+def checkpoint_hash(checkpoint: dict) -> str:
+    """SHA-256 of a signed checkpoint as written (what the next one links to)."""
+    return hashlib.sha256(canonical({k: v for k, v in checkpoint.items() if not k.startswith("_")})).hexdigest()
+
+
+def evidence_store() -> EvidenceStore:
+    return EvidenceStore(evidence_dir())
