@@ -2,6 +2,8 @@
 
 Runs the real DAGs through Airflow's `dag.test()` on the local PostgreSQL (the
 embedded one unless LIFECYCLE_DATABASE_URL is set) and prints what each step did.
+No run acts for a date after today: the data is seeded as of six years ago, the
+offboarding happens then, and the retention runs walk forward from it up to today.
 """
 
 from __future__ import annotations
@@ -14,10 +16,32 @@ import sys
 from pathlib import Path
 
 DEMO_CUSTOMERS = int(os.environ.get("LIFECYCLE_DEMO_CUSTOMERS", "2000"))
+WALK_YEARS = (0, 1, 5, 6)  # the retention runs, in years after the data's anchor; the last is today
 
 
-def prepare() -> str:
-    """Fresh demo database, migrated and seeded; Airflow's metadata database migrated."""
+def anchor_date():
+    """The "today" of the demo data: WALK_YEARS[-1] years before today (Copenhagen)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.policy import add_years
+    from telco_lifecycle.settings import TIMEZONE
+
+    return add_years(dt.datetime.now(ZoneInfo(TIMEZONE)).date(), -WALK_YEARS[-1])
+
+
+def moment(day, hour: int = 2):
+    """A logical date on `day` at `hour`, Copenhagen time."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.settings import TIMEZONE
+
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo(TIMEZONE))
+
+
+def prepare(anchor) -> str:
+    """Fresh demo database, migrated and seeded as of `anchor`; Airflow's metadata database migrated."""
     from telco_lifecycle.local import env as localenv
 
     server = localenv.server_url()
@@ -33,9 +57,9 @@ def prepare() -> str:
 
     conn = connect(env["AIRFLOW_CONN_TELCO_DB"])
     migrate(conn)
-    counts = seed(conn, DEMO_CUSTOMERS, seed=1)
+    counts = seed(conn, DEMO_CUSTOMERS, seed=1, anchor=anchor)
     conn.close()
-    print(f"== demo database seeded: {json.dumps(counts)}")
+    print(f"== demo database seeded as of {anchor}: {json.dumps(counts)}")
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL, env=os.environ)
     return env["AIRFLOW_CONN_TELCO_DB"]
@@ -75,30 +99,33 @@ def demo_customer(url: str) -> int:
 
 
 def main() -> None:
-    url = prepare()
+    anchor = anchor_date()
+    url = prepare(anchor)
     customer = demo_customer(url)
-    print(f"== offboarding demo customer {customer}")
+    print(f"== offboarding demo customer {customer} on {anchor}")
     summary = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "make demo",
-                                               "reason": "demo"})["summarise"]
+                                               "reason": "demo"}, logical_date=moment(anchor, 12))["summarise"]
     print(f"== offboarding: {summary['message']}; verification {summary['verification']}"
           f" ({summary['checks']} Great Expectations checks)")
     print(json.dumps(summary, indent=2))
-    subject_requests(customer)
-    walk_retention()
+    subject_requests(customer, anchor)
+    walk_retention(anchor)
     print_audit_report()
 
 
-def subject_requests(customer: int) -> None:
-    """The offboarded customer asks for its data, then for erasure (approval switched off by
-    the deployment setting that `make demo` passes; a real deployment leaves it on)."""
-    access = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "make demo"})
+def subject_requests(customer: int, day) -> None:
+    """The offboarded customer asks for its data on `day`, then for erasure (approval switched
+    off by the deployment setting that `make demo` passes; a real deployment leaves it on)."""
+    access = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "make demo"},
+                     logical_date=moment(day, 13))
     access = access["export_customer_data"]
     print(f"== access request: {sum(access['rows'].values())} row(s) exported to {access['html_file']}"
           f" and {access['json_file']} (sha256 {access['sha256']})")
     setting = os.environ.get("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", "true")
     print(f"== erasure request; LIFECYCLE_REQUIRE_ERASURE_APPROVAL={setting}"
           + (" (approval step switched off by configuration for this headless demo)" if setting == "false" else ""))
-    erased = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"})["summarise"]
+    erased = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"},
+                     logical_date=moment(day, 14))["summarise"]
     print(f"== erasure: {erased['message']}; kept {json.dumps(erased['kept'])}; verification"
           f" {erased['verification']}; statement {erased['statement']}")
 
@@ -106,26 +133,21 @@ def subject_requests(customer: int) -> None:
 RETENTION_DAGS = ("crm_retention", "contract_archive_retention", "accounting_retention")
 
 
-def walk_retention() -> None:
-    """The daily retention DAGs at simulated dates (each run's logical date is its `as_of`)."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
+def walk_retention(anchor) -> None:
+    """The daily retention DAGs on past days, as backfills (each run's logical date is its
+    `as_of`): the anchor, then 1, 5 and 6 years after it, the last being today."""
     from telco_lifecycle.policy import add_years
-    from telco_lifecycle.settings import TIMEZONE
 
-    today = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
-    for years in (0, 1, 5, 6):
-        day = add_years(today, years)
-        moment = dt.datetime(day.year, day.month, day.day, 2, tzinfo=ZoneInfo(TIMEZONE))
-        print(f"== retention as of {day} (today + {years} year(s))")
+    for years in WALK_YEARS:
+        day = add_years(anchor, years)
+        print(f"== retention as of {day} (offboarding day + {years} year(s))")
         for dag_id in RETENTION_DAGS:
-            summary = run_dag(dag_id, {"as_of": day.isoformat()}, logical_date=moment).get("verify_retention")
+            summary = run_dag(dag_id, {"as_of": day.isoformat()}, logical_date=moment(day)).get("verify_retention")
             print(f"   {dag_id}: " + ("nothing due" if summary is None else
                   f"removed {json.dumps(summary['removed'])}, {summary['skipped_legal_hold']} customer(s) skipped"
                   f" for legal hold, {len(summary['partitions_dropped'])} CDR partition(s) dropped;"
                   f" verification {summary['verification']} ({summary['checks']} checks)"))
-        checked = run_dag("retention_verification", {"as_of": day.isoformat()}, logical_date=moment)
+        checked = run_dag("retention_verification", {"as_of": day.isoformat()}, logical_date=moment(day))
         print(f"   retention_verification: {checked['verify_all_rules']['verification']}"
               f" ({checked['verify_all_rules']['checks']} Great Expectations checks over every rule)")
 
