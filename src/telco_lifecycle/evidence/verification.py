@@ -49,12 +49,22 @@ class VerificationFailed(AssertionError):
         super().__init__("verification failed:\n  " + "\n  ".join(f.describe() for f in failures))
 
 
-def run_checks(database_url: str, suite_name: str, checks: list[Check], docs_dir: Path | None = None) -> list[CheckResult]:
+def run_checks(database_url: str, suite_name: str, checks: list[Check],
+               docs_dir: Path | None = None) -> list[CheckResult]:
     """Run `checks` through GX; raise VerificationFailed listing every failing one."""
+    # GX logs its import and configuration at INFO and draws tqdm progress bars on stderr
+    # (which task logs record at ERROR): both only when the task log is at DEBUG.
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    logging.getLogger("great_expectations").setLevel(logging.DEBUG if debug else logging.WARNING)
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # (this one module sets its own level to INFO when imported)
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
 
     docs_dir = docs_dir or reports_dir() / "data_docs"
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=debug)
     context.add_data_docs_site(
         site_name="lifecycle",
         site_config={

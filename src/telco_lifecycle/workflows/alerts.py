@@ -12,9 +12,9 @@ and when a run misses its deadline:
 Failures reach the team through `LifecycleNotifier` (every task's `on_failure_callback`,
 via `airflow_support.DEFAULT_ARGS`); deadlines through Airflow's `DeadlineAlert` with an
 `AsyncCallback` (`deadline_missed`) that runs in the triggerer. Both deliver through the
-channel in `LIFECYCLE_ALERT_CHANNEL`:
+channel in `LIFECYCLE_ALERT_CHANNEL` (unset: `smtp` when its connection exists, else `log`):
 
-- `smtp` (default): e-mail through the Airflow SMTP connection `LIFECYCLE_ALERT_SMTP_CONN_ID`
+- `smtp`: e-mail through the Airflow SMTP connection `LIFECYCLE_ALERT_SMTP_CONN_ID`
   (default `smtp_default`) to `LIFECYCLE_ALERT_TO`, from `LIFECYCLE_ALERT_FROM`;
 - `log`: a warning in the log of the task or the triggerer;
 - `package.module:function`: any callable taking the `Alert` (sync or async), e.g. a chat webhook.
@@ -56,7 +56,6 @@ ALL_RULES = "all"  # the rule tag of retention_verification's checks, which cove
 
 def setting(name: str) -> str:
     defaults = {
-        "LIFECYCLE_ALERT_CHANNEL": "smtp",
         "LIFECYCLE_ALERT_SMTP_CONN_ID": "smtp_default",
         "LIFECYCLE_ALERT_TO": "data-team@localhost",
         "LIFECYCLE_ALERT_FROM": "airflow-lifecycle@localhost",
@@ -112,8 +111,8 @@ def _base_url() -> str:
     return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
 
 
-def _channel():
-    channel = setting("LIFECYCLE_ALERT_CHANNEL")
+def _channel(smtp_configured: bool):
+    channel = os.environ.get("LIFECYCLE_ALERT_CHANNEL") or ("smtp" if smtp_configured else "log")
     if channel in ("smtp", "log"):
         return channel
     module, _, name = channel.partition(":")
@@ -122,7 +121,14 @@ def _channel():
 
 def deliver(alert: Alert) -> None:
     """Send `alert` through the configured channel (from a task or the dag processor)."""
-    channel = _channel()
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        smtp_configured = bool(Connection.get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+    except AirflowNotFoundException:
+        smtp_configured = False
+    channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -137,7 +143,14 @@ def deliver(alert: Alert) -> None:
 
 async def adeliver(alert: Alert) -> None:
     """Send `alert` through the configured channel without blocking (from the triggerer)."""
-    channel = _channel()
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        smtp_configured = bool(await Connection.async_get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+    except AirflowNotFoundException:
+        smtp_configured = False
+    channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -230,8 +243,13 @@ def deadline_dag(**kwargs):
 async def deadline_missed(context: dict, event: str, rules: list[str]) -> None:
     """The `AsyncCallback` of the lifecycle's `DeadlineAlert`s (runs in the triggerer).
     `context` is what Airflow gives a deadline callback: the run (as the REST API shows it)
-    and the deadline."""
+    and the deadline. A run that has already ended (failed, or succeeded before Airflow
+    pruned its deadline) is past the point where the alert helps: nothing is sent."""
     run = context["dag_run"]
+    if run.get("state") in ("success", "failed"):
+        log.info("deadline of %s %s passed after the run ended (%s): no alert", run["dag_id"], run["dag_run_id"],
+                 run["state"])
+        return
     await adeliver(Alert(event, run["dag_id"], run["dag_run_id"], rules=tuple(rules),
                          facts={**_run_facts(run.get("conf") or {}),
                                 "deadline": str(context["deadline"]["deadline_time"])}))
