@@ -21,9 +21,10 @@ carry the customer id, row counts per table and the checksums. An unknown custom
 the run with that message and nothing is written. A legal hold does not block access.
 """
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -34,7 +35,7 @@ from telco_lifecycle.workflows.common import (
 )
 
 
-@dag(
+@deadline_dag(
     dag_id="data_subject_access",
     schedule=None,
     start_date=START_DATE,
@@ -42,6 +43,7 @@ from telco_lifecycle.workflows.common import (
     doc_md=__doc__,
     tags=TAGS + ["data-subject-request"],
     default_args=DEFAULT_ARGS,
+    deadline=request_deadline("access"),
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer asking for its data"),

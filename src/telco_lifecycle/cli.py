@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", dest="period_end", type=dt.date.fromisoformat, required=True, help="last day (inclusive)")
     p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON)"))
     p.add_argument("--customer-id", type=int, required=True)
+    p = with_db(sub.add_parser("status", help="the Retention status page in the terminal: due and overdue data per"
+                                              " rule, open requests and their legal deadline, approvals waiting;"
+                                              " exit 1 if data is overdue or a request is past its deadline"))
+    p.add_argument("--as-of", type=dt.date.fromisoformat, help="the day to look at (default: today)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -131,9 +135,26 @@ def _certificate(args) -> None:
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
 
 
+def _status(args) -> int:
+    from airflow.utils.session import create_session
+
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.workflows.status_page import render_text, retention_status, today
+
+    conn = connect(settings.telco_database_url(args.database_url))
+    try:
+        with create_session() as session:
+            status = retention_status(conn, session, args.as_of or today())
+    finally:
+        conn.close()
+    print(render_text(status))
+    late = [r for r in status["requests"]["open_requests"] if r["days_left"] < 0]
+    return 1 if status["overdue_total"] or late else 0
+
+
 COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env,
             "stop-server": _stop_server, "policy": _policy, "audit-report": _audit_report,
-            "certificate": _certificate}
+            "certificate": _certificate, "status": _status}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,6 +8,7 @@ and when a run misses its deadline:
 | --- | --- | --- |
 | `customer_offboarding` | the run was queued (the trigger) | not finished `LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES` (default 30) later: PBX/SIP deletion and its verification not done |
 | each daily purge | its scheduled time (logical date, 02:00) | not finished by `LIFECYCLE_PURGE_DEADLINE` local time (default 06:00) |
+| `data_subject_access`, `data_subject_erasure` | the run was queued (the request) | not answered 28 days later: before the one-month limit of GDPR Art. 12(3) in every month |
 
 Failures reach the team through `LifecycleNotifier` (every task's `on_failure_callback`,
 via `airflow_support.DEFAULT_ARGS`); deadlines through Airflow's `DeadlineAlert` with an
@@ -266,6 +267,22 @@ def offboarding_deadline():
         callback=AsyncCallback(deadline_missed, kwargs={
             "event": f"PBX/SIP deletion not finished within {minutes} min of the trigger",
             "rules": ["pbx_sip_config"]}))
+
+
+REQUEST_ALERT_DAYS = 28  # a fixed interval never later than one calendar month after the request
+
+
+def request_deadline(kind: str):
+    """A data-subject request must be answered within one month (GDPR Art. 12(3)); Airflow's
+    interval is fixed, so the alert comes after 28 days, before the limit in every month."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(days=REQUEST_ALERT_DAYS),
+        name="answer_within_one_month",
+        callback=AsyncCallback(deadline_missed, kwargs={
+            "event": f"{kind} request not answered {REQUEST_ALERT_DAYS} days after it came in"
+                     " (legal limit: one month)", "rules": []}))
 
 
 def purge_deadline(rule_id: str, schedule: str):
