@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -16,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from telco_lifecycle.settings import include_dir
+from telco_lifecycle.settings import policy_path
 
 
 class PolicyError(ValueError):
@@ -205,8 +204,7 @@ def add_years(day: dt.date, years: int) -> dt.date:
 
 
 def default_policy_path() -> Path:
-    override = os.environ.get("LIFECYCLE_POLICY_FILE")
-    return Path(override) if override else include_dir() / "policy" / "retention.yaml"
+    return policy_path()
 
 
 @functools.cache

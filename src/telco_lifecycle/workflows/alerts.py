@@ -47,7 +47,6 @@ import os
 from airflow.sdk import DAG
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TIMEZONE
 
 log = logging.getLogger("telco_lifecycle.workflows.alerts")
@@ -176,6 +175,8 @@ def _email(alert: Alert) -> dict:
 
 def _rules_of_dag(dag) -> tuple[str, ...]:
     """A lifecycle DAG carries the ids of the rules it applies among its tags."""
+    from telco_lifecycle.policy import load_policy
+
     rule_ids = [rule.id for rule in load_policy().rules]
     return tuple(tag for tag in rule_ids if dag is not None and tag in (dag.tags or ()))
 
@@ -321,6 +322,8 @@ def metrics_of(task_id: str, result, dag_rules: tuple[str, ...] = ()) -> list[tu
                 outcome = "passed" if all(r["success"] for r in result if r["rule"] == rule) else "failed"
                 metrics.append((f"lifecycle.verification.{outcome}.{rule}", 1, {"rule": rule}))
     elif isinstance(result, dict) and not result.get("dry_run") and "verification" not in result:
+        from telco_lifecycle.policy import load_policy
+
         policy = load_policy()
         rules = []
         for table, rows in (result.get("removed") or result.get("deleted") or {}).items():
