@@ -114,7 +114,7 @@ def _audit_report(args) -> int:
     from telco_lifecycle.evidence.audit_report import build_report
 
     conn = connect(settings.telco_database_url(args.database_url))
-    summary = build_report(conn, args.period_start, args.period_end)
+    summary = build_report(conn, args.period_start, args.period_end, author="cli")
     print(f"audit report: {summary['html']}\n  {summary['audit_rows']} action(s), {summary['customers_removed']}"
           f" customer(s) and {summary['rows_removed']} row(s) removed; {len(summary['mismatches'])} mismatch(es),"
           f" {len(summary['chain_breaks'])} chain break(s)\n  CSV {summary['csv']}\n  JSON {summary['json']}")

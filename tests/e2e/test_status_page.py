@@ -15,6 +15,7 @@ import pytest
 from conftest import ANCHOR
 
 from e2e.harness import insert_ended_customer
+from telco_lifecycle.evidence.audit_report import run_label
 from telco_lifecycle.policy import add_years, load_policy
 from telco_lifecycle.rules.status import rule_counts
 from telco_lifecycle.workflows.status_page import URL_PREFIX, one_month_after, today
@@ -103,7 +104,7 @@ def test_status_page_renders_in_the_airflow_ui(page, e2e, screenshots_dir, overd
         expect(view.locator("table")).to_contain_text(rule.id)
     expect(view.locator(".headline")).to_contain_text("past its deadline")
     expect(view.locator("#requests")).to_have_text("Requests")
-    expect(view.locator("table.requests")).to_contain_text(waiting_erasure["run_id"])
+    expect(view.locator("table.requests")).to_contain_text(run_label(waiting_erasure["run_id"]))
     expect(view.locator("table.requests")).to_contain_text("legal deadline")
     expect(view.locator("table.approvals")).to_contain_text(f"customer {waiting_erasure['customer_id']}")
     page.screenshot(path=screenshots_dir / "retention-status.png", full_page=True)

@@ -28,6 +28,7 @@ import datetime as dt
 import html
 from zoneinfo import ZoneInfo
 
+from telco_lifecycle.evidence.audit_report import run_label
 from telco_lifecycle.policy import Policy, load_policy
 from telco_lifecycle.rules.status import WINDOW_DAYS, holds_in_force, rule_counts
 from telco_lifecycle.settings import TIMEZONE
@@ -151,7 +152,7 @@ def requests_html(requests: dict) -> str:
     open_rows = "".join(
         f"<tr><td>{r['kind']}</td><td class=num>{r['customer_id']}</td><td>{r['received']}</td>"
         f"<td>{r['deadline']}</td><td class='num {'bad' if r['days_left'] < 7 else ''}'>{r['days_left']}</td>"
-        f"<td>{link(r, r['run_id'])}</td></tr>" for r in requests["open_requests"])
+        f"<td>{link(r, run_label(r['run_id']))}</td></tr>" for r in requests["open_requests"])
     approval_rows = "".join(
         f"<tr><td>{html.escape(a['subject'])}</td><td>{html.escape(', '.join(a['for']))}</td>"
         f"<td>{html.escape(a['waiting_since'] or '')}</td><td>{link(a, a['dag_id'])}</td></tr>"
