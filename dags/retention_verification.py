@@ -10,6 +10,10 @@ in PostgreSQL (no table is pulled into pandas):
 - no ended customer has PBX/SIP configuration;
 - no data of a customer under a hold in force was removed after the hold was placed.
 
+First it compares the database's audit trail with the deletion ledger outside it: a
+database restored from a backup (behind the ledger) fails the run, with an alert naming
+the gap; run `restore_reconciliation` then.
+
 A failing check fails the run and names the rule, the table and the number of
 offending rows (never their content). The HTML Data Docs of each run are written
 under `LIFECYCLE_REPORTS_DIR/data_docs`. The same checks, plus before/after counts
@@ -37,12 +41,24 @@ from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEM
 def retention_verification():
     @task(retries=0)
     def verify_all_rules() -> dict:
-        """Every rule's checks at `as_of`; fails naming rule, table and count."""
+        """Every rule's checks at `as_of`; fails naming rule, table and count. First: a
+        database restored from a backup (behind the deletion ledger) fails the run."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from telco_lifecycle.database import connect
+        from telco_lifecycle.evidence.restore_detection import RestoredDatabase, refuse_if_restored
         from telco_lifecycle.evidence.retention_checks import verify
         from telco_lifecycle.workflows.common import as_of_date, telco_url
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
+        conn = connect(telco_url())
+        try:
+            refuse_if_restored(conn, "retention_verification")
+        except RestoredDatabase as restored:
+            raise AirflowFailException(str(restored)) from restored
+        finally:
+            conn.close()
         results = verify(telco_url(), as_of, f"retention_verification_{context['run_id']}")
         return {"as_of": as_of.isoformat(), "verification": "passed", "checks": len(results)}
 

@@ -22,9 +22,6 @@ from telco_lifecycle.local.env import airflow_environment, drop_database, ensure
 from telco_lifecycle.settings import project_dir, with_database
 
 ANCHOR = dt.date(2026, 6, 15)  # the "today" of the seeded test data
-# The latest date a test acts for. No run may act for a date after today (the date guard),
-# so tests seed data in the past and never simulate future dates.
-LATEST = dt.date(2026, 12, 1)
 TEST_CUSTOMERS = 300
 TEST_CDRS_PER_CUSTOMER = 20
 
@@ -92,9 +89,10 @@ def seeded_template():
 class TelcoDatabase:
     """One test's own copy of the seeded database, reachable as the `telco_db` connection."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, evidence_dir: Path | None = None):
         self.name = name
         self.url = with_database(SERVER, name)
+        self.evidence_dir = evidence_dir  # its own evidence store, when it is not this test's telco_db
         from telco_lifecycle.database import connect
 
         self.conn = connect(self.url)
@@ -109,6 +107,11 @@ class TelcoDatabase:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
+
+    def evidence_env(self) -> dict[str, str]:
+        """The environment of runs on this database: its own ledger, when it has one (two
+        databases sharing a ledger would each look restored: behind the other's deletions)."""
+        return {"LIFECYCLE_EVIDENCE_DIR": str(self.evidence_dir)} if self.evidence_dir else {}
 
     def execute(self, sql: str, params=None) -> None:
         with self.conn.cursor() as cur:
@@ -150,12 +153,14 @@ def copy_of(template: str, name: str) -> TelcoDatabase:
 
 
 @pytest.fixture
-def copies(seeded_template):
-    """More fresh copies of the seeded database, made on demand (not `telco_db`)."""
+def copies(seeded_template, tmp_path):
+    """More fresh copies of the seeded database, made on demand (not `telco_db`), each with
+    its own evidence store (`evidence_env()`)."""
     made = []
 
     def copy() -> TelcoDatabase:
         made.append(copy_of(seeded_template, f"{TELCO_DB}_copy{len(made)}"))
+        made[-1].evidence_dir = tmp_path / f"evidence_copy{len(made)}"
         return made[-1]
 
     yield copy

@@ -8,7 +8,9 @@ comparison takes the marks as set or not set."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+from unittest import mock
 
 from conftest import ANCHOR
 from retention_helpers import cdr_partitions
@@ -30,9 +32,10 @@ def run_days(db, days) -> list[int]:
     how many rows each day removed."""
     conn = connect(db.url)
     removed = []
-    for day in days:
-        run = audit.RunContext("backfill", f"scheduled__{day.isoformat()}", "purge_due")
-        removed.append(sum(sum(retention.purge(conn, rule, day, run)["removed"].values()) for rule in RULES))
+    with mock.patch.dict(os.environ, db.evidence_env()):
+        for day in days:
+            run = audit.RunContext("backfill", f"scheduled__{day.isoformat()}", "purge_due")
+            removed.append(sum(sum(retention.purge(conn, rule, day, run)["removed"].values()) for rule in RULES))
     conn.close()
     return removed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import logging
 import shlex
@@ -38,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", dest="period_end", type=dt.date.fromisoformat, required=True, help="last day (inclusive)")
     p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON)"))
     p.add_argument("--customer-id", type=int, required=True)
-    p = with_db(sub.add_parser("status", help="the Retention status page in the terminal: due and overdue data per"
-                                              " rule, open requests and their legal deadline, approvals waiting;"
-                                              " exit 1 if data is overdue or a request is past its deadline"))
-    p.add_argument("--as-of", type=dt.date.fromisoformat, help="the day to look at (default: today)")
+
+    p = with_db(sub.add_parser("restore-reconcile", help="after a restore, re-apply what the deletion ledger"
+                                                        " records after the database's last audit row"))
+    p.add_argument("--dry-run", action="store_true", help="list what would be re-applied; change nothing")
+    p.add_argument("--requested-by", default=getpass.getuser(), help="who asks (default: your login name)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -114,7 +116,7 @@ def _audit_report(args) -> int:
     from telco_lifecycle.evidence.audit_report import build_report
 
     conn = connect(settings.telco_database_url(args.database_url))
-    summary = build_report(conn, args.period_start, args.period_end, author="cli")
+    summary = build_report(conn, args.period_start, args.period_end)
     print(f"audit report: {summary['html']}\n  {summary['audit_rows']} action(s), {summary['customers_removed']}"
           f" customer(s) and {summary['rows_removed']} row(s) removed; {len(summary['mismatches'])} mismatch(es),"
           f" {len(summary['chain_breaks'])} chain break(s)\n  CSV {summary['csv']}\n  JSON {summary['json']}")
@@ -135,26 +137,41 @@ def _certificate(args) -> None:
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
 
 
-def _status(args) -> int:
-    from airflow.utils.session import create_session
-
+def _restore_reconcile(args) -> int:
     from telco_lifecycle.database import connect
-    from telco_lifecycle.workflows.status_page import render_text, retention_status, today
+    from telco_lifecycle.evidence.audit import RunContext
+    from telco_lifecycle.evidence.verification import VerificationFailed
+    from telco_lifecycle.rules import restore
+    from telco_lifecycle.rules.retention import describe_counts
 
-    conn = connect(settings.telco_database_url(args.database_url))
+    url = settings.telco_database_url(args.database_url)
+    run = RunContext("cli", f"restore-reconcile__{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S.%fZ}", "restore-reconcile")
+    conn = connect(url)
     try:
-        with create_session() as session:
-            status = retention_status(conn, session, args.as_of or today())
+        result = restore.reconcile(conn, run, args.requested_by, dry_run=args.dry_run)
+    except restore.ReconciliationRefused as refused:
+        print(refused, file=sys.stderr)
+        return 1
     finally:
         conn.close()
-    print(render_text(status))
-    late = [r for r in status["requests"]["open_requests"] if r["days_left"] < 0]
-    return 1 if status["overdue_total"] or late else 0
+    print(result["message"])
+    for step in result["steps"] if args.dry_run else []:
+        print(f"  would re-apply {step['action']} ({step['rule']}) for customer(s) {step['customers']} as of"
+              f" {step['as_of']}{' ' + step['partition'] if step['partition'] else ''}: ledger "
+              + (describe_counts(step["ledger_tables"]) or "-"))
+    try:
+        verification = restore.verify(url, result, run.run_id)
+    except VerificationFailed as failed:
+        print(failed, file=sys.stderr)
+        return 1
+    print(f"report: {restore.write_report(result, verification, run.run_id)}"
+          + (f" ({len(verification)} Great Expectations checks passed)" if verification else ""))
+    return 0
 
 
 COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env,
             "stop-server": _stop_server, "policy": _policy, "audit-report": _audit_report,
-            "certificate": _certificate, "status": _status}
+            "certificate": _certificate, "restore-reconcile": _restore_reconcile}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -113,13 +113,19 @@ LEDGER_ACTIONS = frozenset({"delete", "anonymise", "drop_partition", "erase_on_r
                             "place_legal_hold", "release_legal_hold", "file_remove"})
 
 
+# What a restore's reconciliation needs to do the action again (rules/restore.py): the
+# end date an offboarding set, the case a hold belongs to.
+REPLAY_DETAILS = ("relationship_ended_on", "case_reference")
+
+
 def ledger_entry(event: dict) -> dict:
     """The ledger's copy of a committed event (no personal data: ids, counts, hashes)."""
     return {"audit_id": event["audit_id"], "row_hash": event["row_hash"], "action": event["action"],
             "rule": event["rule"], "customer_id": event["customer_id"],
             "tables": {event["table_name"]: event["row_count"]} if event["table_name"] else {},
             "as_of": event["as_of"], "dag_id": event["dag_id"], "run_id": event["run_id"],
-            "partition": event["details"].get("partition"), "recorded_at": event["recorded_at"]}
+            "partition": event["details"].get("partition"), "recorded_at": event["recorded_at"]} | {
+                key: event["details"][key] for key in REPLAY_DETAILS if key in event["details"]}
 
 
 def emit(events: list[dict]) -> None:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.evidence import audit
+from telco_lifecycle.evidence.restore_detection import refuse_if_restored
 from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
@@ -88,7 +89,7 @@ class Scope:
             joined, owner = "", f"t.{column}"
             condition = f"{owner} {owners}"
         if item.dated_by:
-            condition += f" AND ({_dated(item)})"
+            condition += f" AND {_dated(item)}"
         if item.action == "anonymise":
             remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
             condition += f" AND ({' OR '.join(remaining)})"
@@ -148,8 +149,10 @@ def check_as_of(as_of: dt.date, run_date: dt.date) -> None:
 
 
 def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> dict:
-    """What the rule would remove at `as_of` (exact counts per table; read only)."""
+    """What the rule would remove at `as_of` (exact counts per table; read only). Refused
+    on a database restored from a backup (behind the deletion ledger)."""
     s = scope(rule_id, as_of, policy)
+    refuse_if_restored(conn, f"rule {s.rule.id}")
     params = s.params
     due = {}
     with transaction(conn) as cur:
@@ -189,6 +192,7 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
             return {**planned, "dry_run": True, "removed": {t: 0 for t in planned["due"]},
                     "message": f"rule {s.rule.id} as of {as_of}: DRY RUN, would remove "
                                + describe_counts(planned["due"])}
+        refuse_if_restored(conn, f"the purge of rule {s.rule.id}")
         removed = {item.table: 0 for item in s.rule.data}
         with transaction(conn) as cur:
             expired = _expired_partitions(cur, s, s.params)
@@ -203,6 +207,27 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
     return {"rule": s.rule.id, "as_of": as_of.isoformat(), "dry_run": False, "removed": removed,
             "customers_purged": purged, "partitions_dropped": dropped, "skipped_legal_hold": skipped,
             "message": message}
+
+
+def purge_customers(conn, rule_id: str, as_of: dt.date, customer_ids: list[int], run: audit.RunContext
+                    ) -> dict[str, int]:
+    """The purge of `rule_id` at `as_of` restricted to one batch of customers (their clocks
+    and holds checked in the statements as always): how a restore's reconciliation
+    deletes again what one batch of a purge deleted."""
+    s = scope(rule_id, as_of)
+    removed = {item.table: 0 for item in s.rule.data}
+    with run_lock(conn, f"purge:{s.rule.id}"):
+        _purge_batch(conn, s, customer_ids, run, removed)
+    return removed
+
+
+def drop_partition_again(conn, rule_id: str, as_of: dt.date, partition: str, run: audit.RunContext) -> int:
+    """Drop the CDR month `partition` if it is (again) there and wholly expired at `as_of`: rows dropped."""
+    s = scope(rule_id, as_of)
+    with run_lock(conn, f"purge:{s.rule.id}"):
+        with transaction(conn) as cur:
+            expired = _expired_partitions(cur, s, s.params)
+        return _drop_partition(conn, s, partition, run)["rows"] if partition in expired else 0
 
 
 def describe_counts(per_table: dict[str, int]) -> str:

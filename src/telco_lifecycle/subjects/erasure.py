@@ -99,8 +99,8 @@ def targets(policy: Policy, active: bool, customer: str = "%(customer_id)s") -> 
                 elif kept.where is None:
                     result.append(Target(rule, item, False, own, kept.reason))
                 else:
-                    result.append(Target(rule, item, False, f"{own} AND {kept.where.sql()}", kept.reason))
-                    result.append(Target(rule, item, True, f"{own} AND NOT {kept.where.sql()}"))
+                    result.append(Target(rule, item, False, f"{own} AND ({kept.where})", kept.reason))
+                    result.append(Target(rule, item, True, f"{own} AND NOT ({kept.where})"))
     return result
 
 
@@ -151,8 +151,10 @@ def approval_body(planned: dict) -> str:
     return "\n".join(lines)
 
 
-def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool, run: audit.RunContext) -> dict:
-    """Erase per the plan's policy sets: one transaction per rule, each with its audit rows."""
+def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool, run: audit.RunContext,
+          rule_ids: list[str] | None = None) -> dict:
+    """Erase per the plan's policy sets: one transaction per rule (of `rule_ids`, default
+    all: a restore's reconciliation re-applies one rule at a time), each with its audit rows."""
     policy = load_policy()
     customer_id, as_of = planned["customer_id"], dt.date.fromisoformat(planned["as_of"])
     params = {"customer_id": customer_id, "as_of": as_of}
@@ -160,7 +162,7 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
                "approved_by": approval.get("by"), "approved_at": approval.get("at")}
     erased: dict[str, int] = {}
     events = []
-    for rule in policy.rules:
+    for rule in (r for r in policy.rules if rule_ids is None or r.id in rule_ids):
         with transaction(conn) as cur:
             active = _check(cur, customer_id, as_of, lock=True)
             if active != planned["active"]:

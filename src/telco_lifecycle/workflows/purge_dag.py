@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from airflow.sdk import CronTriggerTimetable, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.alerts import deadline_dag, purge_deadline
+from telco_lifecycle.workflows.alerts import purge_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -31,7 +31,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
     plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
     run when nothing is due."""
 
-    @deadline_dag(
+    @dag(
         dag_id=dag_id,
         schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
         start_date=START_DATE,
@@ -53,6 +53,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
             """Exact counts of what is due, and the before snapshot for verification (read only)."""
             from airflow.sdk.exceptions import AirflowFailException
 
+            from telco_lifecycle.evidence.restore_detection import RestoredDatabase
             from telco_lifecycle.evidence.retention_checks import snapshot
             from telco_lifecycle.rules.retention import RetentionRefused, check_as_of, describe_counts, plan
             from telco_lifecycle.workflows.common import as_of_date, run_date, telco_connection
@@ -67,6 +68,8 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
             try:
                 planned = plan(conn, rule_id, as_of)
                 before = snapshot(conn, rule_id, as_of)
+            except RestoredDatabase as restored:
+                raise AirflowFailException(str(restored)) from restored
             finally:
                 conn.close()
             log.info("rule %s as of %s: due %s; %d customer(s) under legal hold have due data",
@@ -79,6 +82,9 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         @task
         def purge_due(planned: dict) -> dict:
             """Remove what is due, batch by batch of customers (and CDR month by month), with audit rows."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from telco_lifecycle.evidence.restore_detection import RestoredDatabase
             from telco_lifecycle.rules.retention import purge
             from telco_lifecycle.workflows.common import run_context, telco_connection
 
@@ -87,6 +93,8 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
             try:
                 result = purge(conn, rule_id, dt.date.fromisoformat(planned["as_of"]), run_context(context),
                                dry_run=bool(context["params"]["dry_run"]))
+            except RestoredDatabase as restored:  # restored since the plan: no retry helps
+                raise AirflowFailException(str(restored)) from restored
             finally:
                 conn.close()
             print(result["message"])

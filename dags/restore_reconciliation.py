@@ -1,0 +1,83 @@
+"""
+# Restore reconciliation
+
+Run by hand after the telecom database was restored from a backup (the purges and
+`retention_verification` refuse to run on it, and alert, until then). The deletion
+ledger outside the database (`LIFECYCLE_EVIDENCE_DIR`) records every removal; the
+ones the restored database's audit trail lacks were done after the backup, and their
+data is back.
+
+- `reconcile` re-applies, in ledger order, every action the ledger records after the
+  restored database's last audit row (purges, CDR months, offboardings, erasures, legal
+  holds) through the code that did it first, restricted to the entry's customer, rule
+  and `as_of`; a `reapplied_after_restore` audit row per ledger entry links it to the chain;
+- `verify_reconciliation`: Great Expectations checks that for every replayed customer
+  and rule the database matches the ledger;
+- `write_report`: the reconciliation report under `LIFECYCLE_REPORTS_DIR/restore/`: what
+  was deleted again per rule, and data deleted again although a hold was placed on the
+  customer later (for the DPO); no personal data.
+
+`dry_run` lists what would be re-applied and changes nothing. A second run finds
+nothing to re-apply and changes nothing. Logic: `telco_lifecycle.rules.restore`.
+"""
+
+from airflow.sdk import dag, get_current_context, task
+
+from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, dry_run_param, requested_by_param
+
+
+@dag(
+    dag_id="restore_reconciliation",
+    schedule=None,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=TAGS + ["restore"],
+    default_args=DEFAULT_ARGS,
+    params={
+        "requested_by": requested_by_param("the audit rows and the report"),
+        "dry_run": dry_run_param("what the ledger says would be re-applied"),
+    },
+)
+def restore_reconciliation():
+    @task(retries=0)
+    def reconcile() -> dict:
+        """Re-apply the ledger's actions the restored database lacks, in ledger order."""
+        from telco_lifecycle.rules import restore
+        from telco_lifecycle.workflows.common import run_context, telco_connection
+
+        context = get_current_context()
+        conn = telco_connection()
+        try:
+            result = restore.reconcile(conn, run_context(context), context["params"]["requested_by"],
+                                       dry_run=bool(context["params"]["dry_run"]))
+        finally:
+            conn.close()
+        print(result["message"])
+        return result
+
+    @task
+    def verify_reconciliation(result: dict) -> list[dict]:
+        """Great Expectations: every replayed customer and rule matches the ledger."""
+        from telco_lifecycle.rules import restore
+        from telco_lifecycle.workflows.common import telco_url
+
+        return restore.verify(telco_url(), result, get_current_context()["run_id"])
+
+    @task
+    def write_report(result: dict, verification: list[dict]) -> dict:
+        """The reconciliation report (no personal data)."""
+        from telco_lifecycle.rules import restore
+
+        path = restore.write_report(result, verification, get_current_context()["run_id"])
+        print(f"{result['message']}\nreport: {path}")
+        return {"message": result["message"], "report": path, "dry_run": result["dry_run"],
+                "ledger_entries": result["ledger_entries"], "per_rule": result["per_rule"],
+                "deleted_before_later_hold": result["deleted_before_later_hold"], "checks": len(verification)}
+
+    result = reconcile()
+    write_report(result, verify_reconciliation(result))
+
+
+restore_reconciliation()
