@@ -1,5 +1,7 @@
 # make demo | make test | make airflow | make bench  (see README.md)
 SHELL := /bin/bash
+# A failing command in a pipeline fails the recipe.
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV))/bin
@@ -18,8 +20,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproj
 install: $(VENV)/.installed
 
 demo: install
-	@echo "make demo: LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false (headless: no one approves erasures in the UI)"
-	LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false $(BIN)/python -m telco_lifecycle.local.demo 2>&1 | grep -v -E 'Calculating Metrics|RuntimeDirWarning|user_runtime_dir'
+	@LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false $(BIN)/python -m telco_lifecycle.local.demo
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

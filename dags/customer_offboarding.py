@@ -18,10 +18,10 @@ that has already ended is a no-op that says so. CRM data, contracts and accounti
 material are kept: the daily retention DAGs remove them when their time comes.
 """
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.workflows.alerts import offboarding_deadline
+from telco_lifecycle.workflows.alerts import deadline_dag, offboarding_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -33,7 +33,7 @@ from telco_lifecycle.workflows.common import (
 )
 
 
-@dag(
+@deadline_dag(
     dag_id="customer_offboarding",
     schedule=None,
     start_date=START_DATE,

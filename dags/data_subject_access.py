@@ -6,11 +6,13 @@ about it. This DAG exports **everything the telecom database holds about one cus
 category by category as the retention policy defines them, into
 
 * a machine-readable **JSON** file (every record, call detail records included), and
-* a readable **HTML** report: per category the data, its legal basis, the rule that governs
-  it and the date it will be deleted ("while the relationship lasts" for an active customer);
+* a readable **HTML** report, in Danish (param `language`: `en` for English): per category
+  the data with labels, its legal basis, whether it will be deleted and when, or was;
   call detail records summarised (count and period per kind),
+* the documents (signed contracts) as files in `<report>_files/`, listed in both by name,
+  size and SHA-256,
 
-both under `LIFECYCLE_REPORTS_DIR/subject_access/`. Send them to the customer.
+all under `LIFECYCLE_REPORTS_DIR/subject_access/`. Send them to the customer.
 
 | step | what it does |
 | --- | --- |
@@ -21,9 +23,10 @@ carry the customer id, row counts per table and the checksums. An unknown custom
 the run with that message and nothing is written. A legal hold does not block access.
 """
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -34,7 +37,7 @@ from telco_lifecycle.workflows.common import (
 )
 
 
-@dag(
+@deadline_dag(
     dag_id="data_subject_access",
     schedule=None,
     start_date=START_DATE,
@@ -42,10 +45,13 @@ from telco_lifecycle.workflows.common import (
     doc_md=__doc__,
     tags=TAGS + ["data-subject-request"],
     default_args=DEFAULT_ARGS,
+    deadline=request_deadline("access"),
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer asking for its data"),
         "requested_by": requested_by_param("the audit trail"),
+        "language": Param("da", type="string", enum=["da", "en"], title="Language",
+                          description="Language of the report for the customer: da (Danish) or en (English)."),
     },
 )
 def data_subject_access():
@@ -61,7 +67,7 @@ def data_subject_access():
         conn = telco_connection()
         try:
             result = subject_access.export(conn, int(params["customer_id"]), params["requested_by"],
-                                           run_date(context), run_context(context))
+                                           run_date(context), run_context(context), params.get("language") or "da")
         except UnknownCustomer as refused:
             raise AirflowFailException(str(refused)) from refused
         finally:

@@ -23,9 +23,10 @@ technical ones); the statement says what was kept and why. `dry_run` counts only
 """
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import TriggerRule, dag, get_current_context, task
+from airflow.sdk import TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -48,7 +49,7 @@ class ErasureApproval(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-@dag(
+@deadline_dag(
     dag_id="data_subject_erasure",
     schedule=None,
     start_date=START_DATE,
@@ -56,6 +57,7 @@ class ErasureApproval(ApprovalOperator):
     doc_md=__doc__,
     tags=TAGS + ["data-subject-request"],
     default_args=DEFAULT_ARGS,
+    deadline=request_deadline("erasure"),
     template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer asking for erasure"),

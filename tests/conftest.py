@@ -22,6 +22,9 @@ from telco_lifecycle.local.env import airflow_environment, drop_database, ensure
 from telco_lifecycle.settings import project_dir, with_database
 
 ANCHOR = dt.date(2026, 6, 15)  # the "today" of the seeded test data
+# The latest date a test acts for. No run may act for a date after today (the date guard),
+# so tests seed data in the past and never simulate future dates.
+LATEST = dt.date(2026, 12, 1)
 TEST_CUSTOMERS = 300
 TEST_CDRS_PER_CUSTOMER = 20
 

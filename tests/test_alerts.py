@@ -130,20 +130,22 @@ def test_a_lifecycle_run_reports_rows_subjects_and_verification(telco, run_dag, 
     assert smtp.messages == []  # nothing failed, nobody is paged
 
 
-def deadline_context(dag_run, deadline_time: dt.datetime) -> dict:
-    """What Airflow's scheduler gives a missed deadline's callback (models.deadline.Deadline.handle_miss)."""
+def deadline_context(dag_run, deadline_time: dt.datetime, **overrides) -> dict:
+    """What Airflow's scheduler gives a missed deadline's callback (models.deadline.Deadline.handle_miss);
+    `overrides` change the run's fields (e.g. its state)."""
     from airflow.api_fastapi.core_api.datamodels.dag_run import DAGRunResponse
     from airflow.models import DagRun
     from airflow.utils.session import create_session
 
     with create_session() as session:
         run = session.get(DagRun, dag_run.id)
-        return {"dag_run": DAGRunResponse.model_validate(run).model_dump(mode="json"),
+        return {"dag_run": {**DAGRunResponse.model_validate(run).model_dump(mode="json"), **overrides},
                 "deadline": {"id": "0", "deadline_time": deadline_time}}
 
 
 def test_a_missed_offboarding_deadline_alerts_the_team(telco, run_dag, smtp):
-    """The offboarding DAG's DeadlineAlert callback, run as the triggerer runs it."""
+    """The offboarding DAG's DeadlineAlert callback, run as the triggerer runs it: a run still
+    running alerts the team; once the run has ended (failed or succeeded), nothing is sent."""
     from airflow.triggers.callback import CallbackTrigger
 
     customer = active_customer_with_config(telco)
@@ -153,12 +155,15 @@ def test_a_missed_offboarding_deadline_alerts_the_team(telco, run_dag, smtp):
     assert alert.interval == dt.timedelta(minutes=30)
     smtp.messages.clear()
 
-    async def fire() -> list:
+    async def fire(state: str) -> list:
         trigger = CallbackTrigger(alert.callback.path, {**alert.callback.kwargs, "context": deadline_context(
-            run, run.start_date + alert.interval)})
+            run, run.start_date + alert.interval, state=state)})
         return [event.payload async for event in trigger.run()]
 
-    events = asyncio.run(fire())
+    for ended in ("success", "failed"):
+        assert asyncio.run(fire(ended))[-1]["state"] == "success"
+    assert smtp.messages == []
+    events = asyncio.run(fire("running"))
 
     assert events[-1]["state"] == "success", events
     [message] = smtp.messages
@@ -182,3 +187,14 @@ def test_the_daily_purges_must_finish_by_the_set_local_time(monkeypatch):
     monkeypatch.setenv("LIFECYCLE_PURGE_DEADLINE", "01:00")
     with pytest.raises(ValueError, match="not after the purge's start"):
         purge_deadline("crm_master_data", "0 2 * * *")
+
+
+def test_alerts_go_to_the_log_unless_smtp_or_a_channel_is_configured(monkeypatch, caplog):
+    """No SMTP connection and no LIFECYCLE_ALERT_CHANNEL: the alert is a warning in the log."""
+    from telco_lifecycle.workflows.alerts import Alert, adeliver
+
+    monkeypatch.delenv("LIFECYCLE_ALERT_CHANNEL", raising=False)
+    monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)
+    with caplog.at_level("WARNING", logger="telco_lifecycle.workflows.alerts"):
+        asyncio.run(adeliver(Alert("task failed", "some_dag", "manual__1")))
+    assert "ALERT [data lifecycle] task failed: some_dag" in caplog.text

@@ -71,7 +71,8 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
         "SELECT sum(row_count) FROM lifecycle_audit WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
     pbx = next(r for r in summary["rules"] if r["rule"] == "pbx_sip_config")
     assert pbx["customers"] == 1 and pbx["runs"] == 1 and pbx["verification_passed"] > 0
-    assert {"dag_id": "customer_offboarding", "run_id": refused.run_id} in summary["failed_runs"]
+    [failed] = [f for f in summary["failed_runs"] if f["run_id"] == refused.run_id]
+    assert failed["dag_id"] == "customer_offboarding" and failed["reason"].startswith("offboard_customer: ")
     html = Path(summary["html"]).read_text()
     assert "<svg" in html and "<script" not in html and "Reconciled" in html
     assert Path(summary["csv"]).read_text().count("\n") == summary["audit_rows"] + 1
@@ -150,3 +151,23 @@ def test_an_unreachable_api_falls_back_to_the_log_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path))
     source = log_source()
     assert isinstance(source, FolderLogs) and source.describe() == f"log folder {tmp_path}"
+
+
+def test_the_chart_shows_every_rule_with_its_values():
+    """A rule that removed 3 rows beside one that removed 100,000: both visible, both labelled."""
+    chart = audit_report.deletions_chart([("accounting", "2026-06-15", 100000), ("pbx_sip_config", "2026-06-15", 3),
+                                          ("accounting", "2026-06-16", 5)])
+    for text in (">accounting<", ">pbx_sip_config<", ">100,000<", ">3<", ">5<", ">2026-06-15<", ">2026-06-16<",
+                 "rows removed", "day the rule was applied for (as_of)"):
+        assert text in chart, text
+
+
+def test_rows_without_a_rule_are_named_and_failures_give_their_reason():
+    assert audit_report.rule_label({"rule": "-", "action_names": "subject_access_export"}) == (
+        "no retention rule (subject_access_export)")
+    assert audit_report.rule_label({"rule": "crm_master_data"}).startswith("crm_master_data: Customer master data")
+    refusal = {"event": "Task failed with exception", "logger": "task", "level": "error",
+               "error_detail": [{"exc_type": "AirflowFailException", "exc_value": "customer 7 is under a legal hold"}]}
+    assert audit_report.failure_reason(refusal) == "AirflowFailException: customer 7 is under a legal hold"
+    other = {**refusal, "error_detail": [{"exc_type": "UniqueViolation", "exc_value": "Key (email)=(a@b.dk)"}]}
+    assert audit_report.failure_reason(other) == "UniqueViolation"  # another error's text may hold personal data

@@ -4,12 +4,11 @@ deletion and one audit entry per action, no deadlock, no error but a clear one."
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import ANCHOR
+from conftest import ANCHOR, LATEST
 
 from telco_lifecycle.customers import row_counts
 from telco_lifecycle.database import connect
@@ -18,7 +17,7 @@ from telco_lifecycle.policy import load_policy
 from telco_lifecycle.rules import offboarding, retention
 from telco_lifecycle.subjects import erasure
 
-AS_OF = dt.date(2031, 1, 1)
+AS_OF = LATEST
 ANONYMISED = {item.table for rule in load_policy().rules for item in rule.data if item.action == "anonymise"}
 
 

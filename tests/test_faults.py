@@ -9,7 +9,6 @@ a failure can be replayed)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import random
@@ -20,7 +19,7 @@ import time
 
 import psycopg2
 import pytest
-from conftest import SERVER, TelcoDatabase
+from conftest import LATEST, SERVER, TelcoDatabase
 from retention_helpers import cdr_partitions
 
 from telco_lifecycle.database import ROLE_ENV, connect
@@ -31,7 +30,7 @@ from telco_lifecycle.rules import retention
 
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]
-AS_OF = dt.date(2031, 1, 1)  # every scheduled rule has much to do in the seeded data
+AS_OF = LATEST  # every scheduled rule has much to do in the seeded data
 TRIALS = int(os.environ.get("LIFECYCLE_FAULT_TRIALS", "20"))
 KILLS_PER_COPY = 10
 VICTIM = "fault_victim"

@@ -3,12 +3,11 @@ the lifecycle's work and nothing else. Every refusal the role is for is proved h
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 
 import psycopg2
 import pytest
-from conftest import ANCHOR
+from conftest import ANCHOR, LATEST
 from retention_helpers import at
 
 from telco_lifecycle.database import ROLE_ENV, connect
@@ -69,7 +68,7 @@ def test_the_dags_work_as_the_role(as_app, run_dag):
         for action in ("place", "release"):  # what the legal_hold DAG calls
             legal_holds.apply(conn, legal_holds.HoldRequest(customer, action, "SKP-1", "test", ANCHOR),
                               audit.RunContext())
-        result = retention.purge(conn, "accounting", dt.date(2032, 1, 1), audit.RunContext())
+        result = retention.purge(conn, "accounting", LATEST, audit.RunContext())
     finally:
         conn.close()
     assert result["partitions_dropped"] and sum(result["removed"].values()) > 0

@@ -99,3 +99,23 @@ def test_embedded_server_refuses_a_port_in_use_clearly(tmp_path):
         port = taken.getsockname()[1]
         with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is in use.*LIFECYCLE_EMBEDDED_PORT"):
             ensure_embedded_server(tmp_path / "lifecycle", port=port)
+
+
+def test_embedded_server_of_another_checkout_is_refused_with_its_owner(tmp_path):
+    """`lifecycle env` in checkout B does not use checkout A's server on B's port: it names A."""
+    import pytest
+
+    from telco_lifecycle.local.components import free_port
+    from telco_lifecycle.local.embedded import (PortInUse, checkout_port, ensure_embedded_server,
+                                                stop_embedded_server)
+
+    first, second = tmp_path / "a" / ".lifecycle", tmp_path / "b" / ".lifecycle"
+    assert checkout_port(first) != checkout_port(second)
+    port = free_port()
+    url = ensure_embedded_server(first, port=port)
+    try:
+        assert ensure_embedded_server(first) == url  # the running server's own port, found again
+        with pytest.raises(PortInUse, match=f"in use by the server of {first.resolve() / 'pgdata'}"):
+            ensure_embedded_server(second, port=port)
+    finally:
+        stop_embedded_server(first)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from conftest import ANCHOR
@@ -156,3 +157,47 @@ def test_endpoint_requires_login_and_serves_json_and_html(client, telco):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "Retention status" in page.text and "crm_master_data" in page.text
     assert client.get("/api/status?as_of=not-a-date").status_code == 422
+
+
+def test_one_month_after_keeps_the_day_or_takes_the_month_end():
+    from telco_lifecycle.workflows.status_page import one_month_after
+
+    assert one_month_after(dt.date(2026, 3, 15)) == dt.date(2026, 4, 15)
+    assert one_month_after(dt.date(2026, 1, 31)) == dt.date(2026, 2, 28)
+    assert one_month_after(dt.date(2028, 1, 31)) == dt.date(2028, 2, 29)
+    assert one_month_after(dt.date(2026, 12, 20)) == dt.date(2027, 1, 20)
+
+
+@pytest.fixture
+def open_access_request(airflow_db):
+    """A data_subject_access run that came in ten days before ANCHOR and has not ended."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    received = dt.datetime(2026, 6, 5, 9, tzinfo=dt.UTC)
+    run_id = f"manual__status_test_{uuid.uuid4().hex[:8]}"
+    with create_session() as session:
+        run = DagRun(dag_id="data_subject_access", run_id=run_id, run_type=DagRunType.MANUAL, run_after=received,
+                     conf={"customer_id": 42, "requested_by": "test"}, state=DagRunState.RUNNING)
+        run.queued_at = received
+        session.add(run)
+    yield run_id
+    with create_session() as session:
+        session.query(DagRun).filter(DagRun.run_id == run_id).delete()
+
+
+def test_open_requests_show_their_legal_deadline_and_the_cli_prints_them(telco, open_access_request, capsys):
+    from telco_lifecycle.cli import main
+
+    [request] = [r for r in status_at(telco)["requests"]["open_requests"] if r["run_id"] == open_access_request]
+    assert request == {"kind": "access", "dag_id": "data_subject_access", "run_id": open_access_request,
+                       "customer_id": 42, "received": "2026-06-05", "deadline": "2026-07-05", "days_left": 20,
+                       "url": f"/dags/data_subject_access/runs/{open_access_request}"}
+
+    assert main(["status", "--database-url", telco.url, "--as-of", ANCHOR.isoformat()]) in (0, 1)
+    out = capsys.readouterr().out
+    assert f"Retention status as of {ANCHOR}" in out and "crm_master_data" in out
+    assert (f"access   customer 42: received 2026-06-05, legal deadline 2026-07-05 (20 day(s) left)"
+            f"  {open_access_request}") in out

@@ -12,6 +12,7 @@ from pathlib import Path
 from conftest import ANCHOR
 
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.subjects.access import LABELS, VALUE_LABELS
 
 RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 
@@ -38,7 +39,7 @@ def test_access_export_has_every_category_and_only_this_customer(telco, run_dag)
     report = json.loads(Path(result["json_file"]).read_text(encoding="utf-8"))
     assert hashlib.sha256(Path(result["json_file"]).read_bytes()).hexdigest() == result["sha256"]
     assert [c["rule"] for c in report["categories"]] == [r.id for r in policy.rules]
-    for category, rule in zip(report["categories"], policy.rules):
+    for category, rule in zip(report["categories"], policy.rules, strict=True):
         assert category["legal_basis"] == rule.legal_basis.model_dump()
         assert [t["table"] for t in category["tables"]] == list(rule.tables)
         for table in category["tables"]:
@@ -62,16 +63,16 @@ def test_access_export_has_every_category_and_only_this_customer(telco, run_dag)
     assert {r["invoice_id"] for r in payments["rows"]} <= invoice_ids
 
     page = Path(result["html_file"]).read_text(encoding="utf-8")
-    for rule in policy.rules:
-        assert rule.category.en in page
-    assert "while the relationship lasts" in page
+    for rule in policy.rules:  # Danish by default
+        assert rule.category.da in page and rule.category.en not in page
+    assert "Opbevares, så længe kundeforholdet består" in page
     name = telco.scalar("SELECT company_name FROM customers WHERE customer_id = %s", (customer,))
     assert name in page
     cdr_numbers = telco.rows("SELECT b_number FROM cdrs WHERE customer_id = %s", (customer,))
     assert not any(number in page for (number,) in cdr_numbers), "CDRs are summarised, not listed, in HTML"
     for kind, count in telco.rows("SELECT kind, count(*) FROM cdrs WHERE customer_id = %s GROUP BY kind",
                                   (customer,)):
-        assert f"<td>{kind}</td><td>{count}</td>" in page
+        assert f"<td>{VALUE_LABELS['kind'][kind][0]}</td><td>{count}</td>" in page
 
     # nothing changed, and the audit row carries counts and the checksum, no personal data
     assert telco.fingerprint(exclude=("lifecycle_audit",)) == before
@@ -123,3 +124,44 @@ def test_unknown_customer_fails_and_writes_nothing(telco, run_dag):
     dag_run, _ = run_dag("data_subject_access", {"customer_id": 987654321, "requested_by": "test"}, RUN_DATE)
     assert dag_run.state == "failed"
     assert telco.fingerprint(exclude=()) == before
+
+
+def test_report_in_english_with_labels_and_documents_as_files(telco, run_dag):
+    """language=en: English only, labels instead of column names, no null/false/hex; each
+    signed contract a file beside the report, listed by name, size and checksum."""
+    customer = customer_with_everything(telco)
+    dag_run, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test",
+                                                    "language": "en"}, RUN_DATE)
+    assert dag_run.state == "success"
+    result = xcom["export_customer_data"]
+    page = Path(result["html_file"]).read_text(encoding="utf-8")
+    assert "<html lang='en'>" in page and "Kept while the relationship lasts" in page
+    for rule in load_policy().rules:
+        assert rule.category.en in page and rule.category.da not in page
+    for raw in ("<th>company_name</th>", "<th>customer_id</th>", "null", "false", "\\x"):
+        assert raw not in page, raw
+    assert f"<th>{LABELS['company_name'][1]}</th>" in page
+    documents = telco.rows("SELECT document FROM archived_contracts WHERE customer_id = %s", (customer,))
+    assert len(result["documents"]) == len(documents) > 0
+    for entry in result["documents"]:
+        path = Path(entry["file"])
+        assert path.parent == Path(result["html_file"]).with_name(Path(result["html_file"]).stem + "_files")
+        assert path.name in page and entry["sha256"] in page and f"{entry['bytes']} bytes" in page
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    assert {hashlib.sha256(bytes(c)).hexdigest() for (c,) in documents} == {d["sha256"] for d in result["documents"]}
+    report = json.loads(Path(result["json_file"]).read_text(encoding="utf-8"))
+    contracts = next(t for c in report["categories"] for t in c["tables"] if t["table"] == "archived_contracts")
+    assert {row["document"]["sha256"] for row in contracts["rows"]} == {d["sha256"] for d in result["documents"]}
+
+
+def test_deletion_says_will_be_or_was(telco, run_dag):
+    """An ended customer: a category not yet due "will be deleted on"; once deleted, "Deleted on"."""
+    customer = telco.scalar("""SELECT customer_id FROM customers WHERE relationship_ended_on > %s - 365
+                               ORDER BY customer_id LIMIT 1""", (ANCHOR,))
+    ended = telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,))
+    _, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test", "language": "en"},
+                      RUN_DATE)
+    page = Path(xcom["export_customer_data"]["html_file"]).read_text(encoding="utf-8")
+    assert f"Will be deleted on {ended.replace(year=ended.year + 1)}." in page  # CRM master data
+    pbx_due = load_policy().rule("pbx_sip_config").deadline(ended)
+    assert f"Deleted on {pbx_due}." in page  # PBX/SIP went at the offboarding

@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", dest="period_end", type=dt.date.fromisoformat, required=True, help="last day (inclusive)")
     p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON)"))
     p.add_argument("--customer-id", type=int, required=True)
+    p = with_db(sub.add_parser("status", help="the Retention status page in the terminal: due and overdue data per"
+                                              " rule, open requests and their legal deadline, approvals waiting;"
+                                              " exit 1 if data is overdue or a request is past its deadline"))
+    p.add_argument("--as-of", type=dt.date.fromisoformat, help="the day to look at (default: today)")
 
     p = with_db(sub.add_parser("restore-reconcile", help="after a restore, re-apply what the deletion ledger"
                                                         " records after the database's last audit row"))
@@ -116,7 +120,7 @@ def _audit_report(args) -> int:
     from telco_lifecycle.evidence.audit_report import build_report
 
     conn = connect(settings.telco_database_url(args.database_url))
-    summary = build_report(conn, args.period_start, args.period_end)
+    summary = build_report(conn, args.period_start, args.period_end, author="cli")
     print(f"audit report: {summary['html']}\n  {summary['audit_rows']} action(s), {summary['customers_removed']}"
           f" customer(s) and {summary['rows_removed']} row(s) removed; {len(summary['mismatches'])} mismatch(es),"
           f" {len(summary['chain_breaks'])} chain break(s)\n  CSV {summary['csv']}\n  JSON {summary['json']}")
@@ -135,6 +139,23 @@ def _certificate(args) -> None:
         raise SystemExit(str(unknown)) from unknown
     print(f"deletion certificate: {certificate['html']} (rules applied: {', '.join(certificate['rules_applied'])}"
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
+
+
+def _status(args) -> int:
+    from airflow.utils.session import create_session
+
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.workflows.status_page import render_text, retention_status, today
+
+    conn = connect(settings.telco_database_url(args.database_url))
+    try:
+        with create_session() as session:
+            status = retention_status(conn, session, args.as_of or today())
+    finally:
+        conn.close()
+    print(render_text(status))
+    late = [r for r in status["requests"]["open_requests"] if r["days_left"] < 0]
+    return 1 if status["overdue_total"] or late else 0
 
 
 def _restore_reconcile(args) -> int:
@@ -171,7 +192,7 @@ def _restore_reconcile(args) -> int:
 
 COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env,
             "stop-server": _stop_server, "policy": _policy, "audit-report": _audit_report,
-            "certificate": _certificate, "restore-reconcile": _restore_reconcile}
+            "certificate": _certificate, "status": _status, "restore-reconcile": _restore_reconcile}
 
 if __name__ == "__main__":
     sys.exit(main())

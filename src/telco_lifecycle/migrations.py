@@ -6,6 +6,7 @@ import logging
 import re
 
 from telco_lifecycle.database import transaction
+from telco_lifecycle.policy import check_schema, load_policy
 from telco_lifecycle.settings import sql_dir
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,19 @@ def migrate(conn) -> list[str]:
             cur.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, path.name))
             applied_now.append(path.name)
         ensure_cdr_partitions(cur)
+        check_schema(cur)  # a policy naming what the schema lacks is refused now, not mid-purge
+        store_policy_settings(cur)
     return applied_now
+
+
+def store_policy_settings(cur) -> None:
+    """What the database itself needs of the policy: lifecycle_drop_cdr_partition refuses a
+    month not wholly past the CDR rule's deadline as of today (migration 0012)."""
+    policy = load_policy()
+    cur.execute("""INSERT INTO lifecycle_policy_settings (fiscal_year_end, accounting_period_years) VALUES (%s, %s)
+                   ON CONFLICT (singleton) DO UPDATE SET fiscal_year_end = excluded.fiscal_year_end,
+                       accounting_period_years = excluded.accounting_period_years""",
+                (policy.fiscal_year_end, policy.rule_for_table("cdrs").period_years))
 
 
 def ensure_cdr_partitions(cur) -> int:

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from telco_lifecycle.settings import include_dir
+from telco_lifecycle.settings import policy_path
 
 
 class PolicyError(ValueError):
@@ -32,7 +39,15 @@ class Bilingual(_Strict):
     da: str = Field(min_length=1)
 
 
-IDENTIFIER = r"^[a-z_][a-z0-9_]*$"
+# Every table and column the policy names goes into SQL: each is a plain lower-case
+# identifier (checked at load), and must exist in the live schema (`schema_problems`,
+# checked at migrate and at every DAG run), so the file cannot smuggle in an expression.
+IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+# A column of the item's own table, or `<via table>.<column>`.
+QUALIFIED_IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$"
+# A value of a condition: letters, digits, space and _ . : / - only, so it is a plain literal.
+CONDITION_VALUE = r"^[A-Za-z0-9 _.:/-]{0,200}$"
 
 
 class Subject(_Strict):
@@ -46,9 +61,9 @@ class DataItem(_Strict):
     table: str = Field(pattern=IDENTIFIER)
     action: Literal["delete", "anonymise"]
     subject: Subject
-    columns: tuple[str, ...] = ()
-    kept_columns: dict[str, str] = {}
-    dated_by: str | None = None
+    columns: tuple[Identifier, ...] = ()
+    kept_columns: dict[Identifier, str] = {}
+    dated_by: str | None = Field(default=None, pattern=QUALIFIED_IDENTIFIER)
     # For the data subject's access report: what the table holds, and (for high-volume
     # tables) the column its rows are summarised by instead of listed.
     description: Bilingual | None = None
@@ -62,6 +77,26 @@ class DataItem(_Strict):
             raise ValueError("a 'delete' item removes whole rows; `columns`/`kept_columns` do not apply")
         return self
 
+    @field_validator("dated_by")
+    @classmethod
+    def _dated_by_reaches_the_row(cls, value: str | None, info: ValidationInfo) -> str | None:
+        subject = info.data.get("subject")
+        if value and "." in value and (subject is None or value.split(".")[0] != subject.via):
+            raise ValueError("`dated_by` names a column of the table itself or of its `subject.via` table")
+        return value
+
+    def columns_used(self) -> dict[str, set[str]]:
+        """Table -> the columns of it this item names (checked against the live schema)."""
+        used = {self.table: {self.subject.column, *self.columns, *self.kept_columns}}
+        if self.summary_by:
+            used[self.table].add(self.summary_by)
+        if self.subject.via:
+            used[self.subject.via] = {self.subject.column, "customer_id"}
+        if self.dated_by:
+            table, _, column = self.dated_by.rpartition(".")
+            used.setdefault(table or self.table, set()).add(column)
+        return used
+
     @property
     def purged_marks(self) -> list[str]:
         """The kept columns named `*_purged_on`: they record the day the rule was applied."""
@@ -71,14 +106,39 @@ class DataItem(_Strict):
         """SQL condition selecting this table's rows of one customer (`customer`: a
         placeholder or a validated integer literal)."""
         if self.subject.via:
-            return (f"{self.subject.column} IN (SELECT {self.subject.column} FROM {self.subject.via}"
-                    f" WHERE customer_id = {customer})")
-        return f"{self.subject.column} = {customer}"
+            return (f"({self.subject.column} IN (SELECT {self.subject.column} FROM {self.subject.via}"
+                    f" WHERE customer_id = {customer}))")
+        return f"({self.subject.column} = {customer})"
+
+
+class Condition(_Strict):
+    """A structured row condition (no free SQL): `column` `op` `values`. The values are
+    plain literals (CONDITION_VALUE or integers), so the rendered SQL cannot be anything else."""
+
+    column: Identifier
+    op: Literal["in", "not_in", "equals", "not_equals", "is_null", "is_not_null"]
+    values: tuple[Annotated[str, Field(pattern=CONDITION_VALUE)] | int, ...] = ()
+
+    @model_validator(mode="after")
+    def _values_fit_the_operator(self) -> Condition:
+        wanted = {"in": "at least one", "not_in": "at least one", "equals": "exactly one",
+                  "not_equals": "exactly one", "is_null": "no", "is_not_null": "no"}[self.op]
+        if {"at least one": not self.values, "exactly one": len(self.values) != 1,
+                "no": bool(self.values)}[wanted]:
+            raise ValueError(f"operator {self.op!r} takes {wanted} value(s)")
+        return self
+
+    def sql(self) -> str:
+        """The condition, parenthesised."""
+        literals = ", ".join(str(v) if isinstance(v, int) else f"'{v}'" for v in self.values)
+        return "(" + {"in": f"{self.column} IN ({literals})", "not_in": f"{self.column} NOT IN ({literals})",
+                      "equals": f"{self.column} = {literals}", "not_equals": f"{self.column} <> {literals}",
+                      "is_null": f"{self.column} IS NULL", "is_not_null": f"{self.column} IS NOT NULL"}[self.op] + ")"
 
 
 class KeptWhileActive(_Strict):
-    table: str
-    where: str | None = None
+    table: str = Field(pattern=IDENTIFIER)
+    where: Condition | None = None
     reason: Bilingual
 
 
@@ -129,7 +189,7 @@ class Policy(_Strict):
     timezone: Literal["Europe/Copenhagen"]
     fiscal_year_end: str
     rules: tuple[Rule, ...] = Field(min_length=1)
-    exempt_tables: dict[str, str]
+    exempt_tables: dict[Identifier, str]
 
     @field_validator("fiscal_year_end")
     @classmethod
@@ -154,6 +214,17 @@ class Policy(_Strict):
                     raise ValueError(f"table {table!r} is both governed by {rule.id!r} and exempt")
                 seen[table] = rule.id
         return self
+
+    def columns_used(self) -> dict[str, set[str]]:
+        """Every table the policy names -> the columns of it that it names."""
+        used: dict[str, set[str]] = {table: set() for table in self.exempt_tables}
+        for rule in self.rules:
+            for item in rule.data:
+                for table, columns in item.columns_used().items():
+                    used.setdefault(table, set()).update(columns)
+            for kept in rule.erasure.kept_while_active:
+                used.setdefault(kept.table, set()).update({kept.where.column} if kept.where else set())
+        return used
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -196,6 +267,28 @@ def rules_table(policy: Policy) -> str:
     return "\n".join(lines)
 
 
+def schema_problems(cur, policy: Policy) -> list[str]:
+    """What the policy names that the live schema (schema public) lacks; empty when all is there."""
+    cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
+    live: dict[str, set[str]] = {}
+    for table, column in cur.fetchall():
+        live.setdefault(table, set()).add(column)
+    problems = []
+    for table, columns in sorted(policy.columns_used().items()):
+        if table not in live:
+            problems.append(f"table {table!r} does not exist")
+        elif missing := sorted(columns - live[table]):
+            problems.append(f"table {table!r} has no column {', '.join(map(repr, missing))}")
+    return problems
+
+
+def check_schema(cur, policy: Policy | None = None) -> None:
+    """Refuse to act on a policy naming tables or columns the database does not have."""
+    policy = policy or load_policy()
+    if problems := schema_problems(cur, policy):
+        raise PolicyError(f"{default_policy_path()}: the policy does not match the database: {'; '.join(problems)}")
+
+
 def add_years(day: dt.date, years: int) -> dt.date:
     """Calendar arithmetic as PostgreSQL does it: 29 February + 1 year = 28 February."""
     try:
@@ -205,8 +298,7 @@ def add_years(day: dt.date, years: int) -> dt.date:
 
 
 def default_policy_path() -> Path:
-    override = os.environ.get("LIFECYCLE_POLICY_FILE")
-    return Path(override) if override else include_dir() / "policy" / "retention.yaml"
+    return policy_path()
 
 
 @functools.cache

@@ -25,6 +25,12 @@ def sql_dir() -> Path:
     return include_dir() / "sql"
 
 
+def policy_path() -> Path:
+    """The retention policy file (LIFECYCLE_POLICY_FILE, default include/policy/retention.yaml)."""
+    override = os.environ.get("LIFECYCLE_POLICY_FILE")
+    return Path(override) if override else include_dir() / "policy" / "retention.yaml"
+
+
 def reports_dir() -> Path:
     path = Path(os.environ.get("LIFECYCLE_REPORTS_DIR") or "reports").resolve()
     path.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence.audit import parse_event
+from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql, reports_dir
 
 log = logging.getLogger("telco_lifecycle.evidence.audit_report")
@@ -172,6 +173,13 @@ class LogFindings:
     verifications: list[dict] = dataclasses.field(default_factory=list)
     failed_tries: list[TaskTry] = dataclasses.field(default_factory=list)
     tries: list[TaskTry] = dataclasses.field(default_factory=list)
+    reasons: dict[TaskTry, str] = dataclasses.field(default_factory=dict)  # why a failed try failed
+
+    def failure_reason(self, dag_id: str, run_id: str) -> str:
+        """The reason of the run's last failed try, as its log gives it."""
+        tries = [t for t in self.failed_tries if (t.dag_id, t.run_id) == (dag_id, run_id)]
+        return next((f"{t.task_id}: {self.reasons[t]}" for t in reversed(tries) if t in self.reasons),
+                    f"{tries[-1].task_id}: no reason in its log" if tries else "")
 
     def failed_runs(self) -> set[tuple[str, str]]:
         """Runs where a task's last try failed (a failure a retry repaired fails no run)."""
@@ -189,6 +197,7 @@ def read_logs(source, start: dt.datetime | None = None, end: dt.datetime | None 
     findings = LogFindings()
     for task_try, records in source.task_logs(start, runs):
         findings.tries.append(task_try)
+        last_error = ""
         for record in records:
             message = str(record.get("event", ""))
             event = parse_event(message) if "AUDIT {" in message else None
@@ -204,7 +213,34 @@ def read_logs(source, start: dt.datetime | None = None, end: dt.datetime | None 
                 findings.verifications.append({**dataclasses.asdict(task_try), **verdict.groupdict()})
             elif record.get("logger") == "task" and record.get("level") in ("error", "critical"):
                 findings.failed_tries.append(task_try)
+                reason = failure_reason(record) or last_error
+                if reason:
+                    findings.reasons[task_try] = reason
+            if record.get("level") in ("error", "critical") and str(record.get("logger")).startswith("telco_lifecycle"):
+                last_error = _own_words(message)  # the lifecycle's own words only
     return findings
+
+
+# Exceptions whose message is the lifecycle's own (a refusal, a failed check): written without
+# personal data. Any other error (a database error can quote a row) is named by its type only.
+OWN_MESSAGES = ("AirflowFailException", "VerificationFailed", "AuditReportFailed")
+
+
+def failure_reason(record: dict) -> str | None:
+    """The one-line reason of a worker's `Task failed with exception` record (its exception
+    as structlog renders it: a list of {exc_type, exc_value})."""
+    chain = record.get("error_detail") or record.get("exception")
+    if not isinstance(chain, list) or not chain or not isinstance(chain[-1], dict):
+        return None
+    error = chain[-1]
+    kind, value = str(error.get("exc_type", "")), str(error.get("exc_value", ""))
+    if kind in OWN_MESSAGES or kind.endswith("Refused") or kind in ("LegalHoldInForce", "UnknownCustomer"):
+        return f"{kind}: {_own_words(value)}"
+    return kind or None
+
+
+def _own_words(message: str) -> str:
+    return message.strip().splitlines()[0][:300] if message.strip() else ""
 
 
 def _timestamp(record: dict) -> dt.datetime | None:
@@ -246,15 +282,18 @@ def logged_events_table(cur, events: list[tuple[TaskTry, dict]]) -> Iterator[Non
     yield
 
 
-def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path | None = None) -> dict:
+def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path | None = None,
+                 author: str = "") -> dict:
     """Reconcile the task logs of [start, end] with the audit trail; write HTML, CSV, JSON.
-    Returns the summary (with the paths); its `ok` is False on any mismatch or chain break."""
+    Returns the summary (with the paths); its `ok` is False on any mismatch or chain break.
+    `author` (e.g. "cli") goes into the file names, so that a report made by hand does not
+    overwrite the `audit_report` DAG's report of the same period."""
     source = source or log_source()
     lower, upper = period_bounds(start, end)
     findings = read_logs(source, lower, upper)
     out_dir = out_dir or reports_dir() / "audit"
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}"
+    stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}{'_' + author if author else ''}"
     params = {"start": lower, "end": upper}
     with transaction(conn) as cur, logged_events_table(cur, findings.events):
         cur.execute(read_sql("audit/mismatches.sql"), params)
@@ -264,6 +303,8 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         cur.execute(read_sql("audit/rule_summary.sql"), params)
         columns = [d[0] for d in cur.description]
         rules = {r[0]: dict(zip(columns, r)) for r in cur.fetchall()}
+        cur.execute(read_sql("audit/subject_requests.sql"), params)
+        answered = cur.fetchall()
         cur.execute(read_sql("audit/deletions_over_time.sql"), params)
         over_time = [(rule, as_of.isoformat(), n) for rule, as_of, n in cur.fetchall()]
         with stem.with_suffix(".csv").open("w", encoding="utf-8", newline="") as csv_file:
@@ -278,7 +319,9 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         "customers_removed": sum(r["customers"] for r in rules.values()),
         "rows_removed": sum(r["rows_removed"] for r in rules.values()),
         "mismatches": mismatches, "chain_breaks": breaks,
-        "failed_runs": [{"dag_id": d, "run_id": r} for d, r in sorted(findings.failed_runs())],
+        "failed_runs": [{"dag_id": d, "run_id": r, "reason": findings.failure_reason(d, r)}
+                        for d, r in sorted(findings.failed_runs())],
+        "subject_requests": subject_requests(findings, answered),
         "rules": sorted(rules.values(), key=lambda r: r["rule"]), "deletions_over_time": over_time,
         "html": str(stem.with_suffix(".html")), "csv": str(stem.with_suffix(".csv")),
         "json": str(stem.with_suffix(".json")),
@@ -286,6 +329,60 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     stem.with_suffix(".html").write_text(render_html(summary), encoding="utf-8")
     return summary
+
+
+REQUEST_DAGS = {"data_subject_access": "access", "data_subject_erasure": "erasure"}
+
+
+def run_label(run_id: str) -> str:
+    """A run id in words with its time in Copenhagen ("manual run 2026-12-02 00:23:05"); Airflow's
+    run ids carry the UTC time they were made for."""
+    moment = _trigger_time(run_id)
+    if moment is None:
+        return run_id
+    return f"{run_id.split('__', 1)[0]} run {moment.astimezone(LOCAL_TZ):%Y-%m-%d %H:%M:%S}"
+
+
+def _trigger_time(run_id: str) -> dt.datetime | None:
+    """When a manual or API run was triggered: Airflow puts it in the run id (manual__<ISO time>)."""
+    try:
+        return dt.datetime.fromisoformat(run_id.split("__", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def subject_requests(findings: LogFindings, answered: list[tuple]) -> dict:
+    """Data-subject requests of the period: every run of the two request DAGs in the task logs
+    or the audit trail, its outcome (answered, rejected, refused, failed, open) and time to answer."""
+    requests: dict[tuple[str, str], dict] = {}
+    for t in findings.tries:
+        if t.dag_id in REQUEST_DAGS:
+            requests.setdefault((t.dag_id, t.run_id), {
+                "kind": REQUEST_DAGS[t.dag_id], "dag_id": t.dag_id, "run_id": t.run_id, "customer_id": None,
+                "outcome": "open", "answered_at": None})
+    failed = findings.failed_runs()
+    for key, request in requests.items():
+        if key in failed:
+            request["outcome"] = "failed"
+    for dag_id, run_id, customer_id, kind, outcome, recorded_at in answered:
+        request = requests.setdefault((dag_id, run_id), {"kind": kind, "dag_id": dag_id, "run_id": run_id})
+        request.update(customer_id=customer_id, outcome=outcome,
+                       answered_at=recorded_at.astimezone(LOCAL_TZ).isoformat(timespec="seconds"))
+    for request in requests.values():
+        received = _trigger_time(request["run_id"])
+        request["received_at"] = received.astimezone(LOCAL_TZ).isoformat(timespec="seconds") if received else None
+        request["hours_to_answer"] = (
+            round((dt.datetime.fromisoformat(request["answered_at"]) - received).total_seconds() / 3600, 2)
+            if received and request["answered_at"] else None)
+    rows = sorted(requests.values(), key=lambda r: (r["received_at"] or r["answered_at"] or "", r["run_id"]))
+    totals = {}
+    for kind in REQUEST_DAGS.values():
+        mine = [r for r in rows if r["kind"] == kind]
+        times = [r["hours_to_answer"] for r in mine if r["hours_to_answer"] is not None and r["outcome"] == "answered"]
+        totals[kind] = {"received": len(mine), **{o: sum(r["outcome"] == o for r in mine)
+                                                  for o in ("answered", "rejected", "refused", "failed", "open")},
+                        "longest_hours_to_answer": max(times) if times else None}
+    return {"totals": totals, "requests": rows}
 
 
 def _add_log_findings(rules: dict[str, dict], findings: LogFindings) -> None:
@@ -298,7 +395,8 @@ def _add_log_findings(rules: dict[str, dict], findings: LogFindings) -> None:
     failed = findings.failed_runs()
     for rule in sorted(runs_of_rule.keys() | rules.keys()):
         entry = rules.setdefault(rule, {"rule": rule, "customers": 0, "rows_removed": 0, "runs": 0,
-                                        "dry_run_actions": 0, "legal_hold_skips": 0, "actions": 0})
+                                        "dry_run_actions": 0, "legal_hold_skips": 0, "actions": 0,
+                                        "action_names": ""})
         checks = [c for c in findings.verifications if c["rule"] == rule]
         entry["verification_passed"] = sum(c["verdict"] == "passed" for c in checks)
         entry["verification_failed"] = [f"{c['table']}: {c['check']} ({c['dag_id']} {c['run_id']})"
@@ -331,43 +429,91 @@ def html_table(headers: list[str], rows: list[list]) -> str:
 
 
 def deletions_chart(series: list[tuple[str, str, int]]) -> str:
-    """Inline SVG: rows removed per rule, stacked per day (per month beyond 62 days)."""
+    """Inline SVG: rows removed per rule by the day it was applied for (per month beyond 62
+    days); one panel per rule with its own scale and every bar labelled with its value, so a
+    rule that removed 1 row is as visible as one that removed a million."""
     if not series:
         return "<p>No deletions in the period.</p>"
     days = sorted({d for _, d, _ in series})
     monthly = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days > 62
     totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for rule, day, n in series:
-        totals[day[:7] if monthly else day][rule] += n
-    buckets, rules = sorted(totals), sorted({r for r, _, _ in series})
-    width, height, left, bottom = max(400, 60 + 40 * len(buckets)), 260, 60, 60
-    top = max(sum(b.values()) for b in totals.values()) or 1
-    step = (width - left - 10) / len(buckets)
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width + 180}' height='{height}' "
-             f"role='img' aria-label='rows removed per rule'>",
-             f"<line x1='{left}' y1='10' x2='{left}' y2='{height - bottom}' stroke='#333'/>",
-             f"<line x1='{left}' y1='{height - bottom}' x2='{width}' y2='{height - bottom}' stroke='#333'/>",
-             f"<text x='5' y='20' font-size='11'>{top}</text>",
-             f"<text x='5' y='{height - bottom}' font-size='11'>0</text>"]
-    scale = (height - bottom - 10) / top
-    for i, bucket in enumerate(buckets):
-        y = height - bottom
-        for rule in rules:
-            n = totals[bucket].get(rule, 0)
-            if n:
-                h = n * scale
-                y -= h
-                parts.append(f"<rect x='{left + i * step + 4:.1f}' y='{y:.1f}' width='{max(step - 8, 2):.1f}' "
-                             f"height='{h:.1f}' fill='{PALETTE[rules.index(rule) % len(PALETTE)]}'>"
-                             f"<title>{html.escape(rule)} {bucket}: {n}</title></rect>")
-        parts.append(f"<text x='{left + i * step + step / 2:.1f}' y='{height - bottom + 14}' font-size='10' "
-                     f"text-anchor='end' transform='rotate(-45 {left + i * step + step / 2:.1f} "
-                     f"{height - bottom + 14})'>{bucket}</text>")
+        totals[rule or "-"][day[:7] if monthly else day] += n
+    buckets = sorted({b for per_rule in totals.values() for b in per_rule})
+    rules = sorted(totals)
+    left, panel, gap, step = 170, 70, 18, max(56, min(110, 900 // len(buckets)))
+    width = left + step * len(buckets) + 20
+    height = 30 + len(rules) * (panel + gap) + 60
+    axis = "month" if monthly else "day"
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-size='11' "
+             f"role='img' aria-label='rows removed per rule and {axis}'>",
+             f"<text x='{left}' y='14' font-size='12'>rows removed (each rule on its own scale;"
+             " the number on each bar is the count)</text>"]
     for j, rule in enumerate(rules):
-        parts.append(f"<rect x='{width + 10}' y='{20 + j * 18}' width='12' height='12' "
-                     f"fill='{PALETTE[j % len(PALETTE)]}'/><text x='{width + 28}' y='{30 + j * 18}' "
-                     f"font-size='12'>{html.escape(rule)}</text>")
+        top = 30 + j * (panel + gap)
+        base = top + panel
+        peak = max(totals[rule].values()) or 1
+        color = PALETTE[j % len(PALETTE)]
+        parts.append(f"<text x='{left - 8}' y='{top + panel / 2}' text-anchor='end' font-size='12'"
+                     f" font-weight='bold'>{html.escape(rule)}</text>"
+                     f"<text x='{left - 8}' y='{top + panel / 2 + 14}' text-anchor='end' fill='#555'>"
+                     f"max {peak:,}</text>"
+                     f"<line x1='{left}' y1='{base}' x2='{width - 10}' y2='{base}' stroke='#333'/>")
+        for i, bucket in enumerate(buckets):
+            n = totals[rule].get(bucket, 0)
+            x = left + i * step
+            if n:
+                h = max(2.0, n / peak * (panel - 16))
+                parts.append(f"<rect x='{x + 6}' y='{base - h:.1f}' width='{step - 12}' height='{h:.1f}'"
+                             f" fill='{color}'><title>{html.escape(rule)} {bucket}: {n}</title></rect>"
+                             f"<text x='{x + step / 2}' y='{base - h - 3:.1f}' text-anchor='middle'>{n:,}</text>")
+    axis_y = 30 + len(rules) * (panel + gap)
+    for i, bucket in enumerate(buckets):
+        x = left + i * step + step / 2
+        parts.append(f"<text x='{x}' y='{axis_y}' text-anchor='end' transform='rotate(-35 {x} {axis_y})'>"
+                     f"{bucket}</text>")
+    parts.append(f"<text x='{left}' y='{height - 4}' font-size='12'>{axis} the rule was applied for (as_of)</text>")
     return "".join(parts) + "</svg>"
+
+
+RULE_FREE = "no retention rule"
+# Audit rows name these besides the policy's rules.
+OTHER_RULES = {"legal_hold": "legal holds placed and released, and the checks of held data",
+               "offboarding": "the end of a customer relationship (recorded by the offboarding run)"}
+
+
+def rule_label(rule: dict) -> str:
+    """A rule row's name in words: the policy's category, or what the rule-free actions were."""
+    if rule["rule"] == "-":
+        return f"{RULE_FREE} ({rule.get('action_names') or 'other actions'})"
+    known = {**OTHER_RULES, **{r.id: r.category.en for r in load_policy().rules}}
+    return f"{rule['rule']}: {known[rule['rule']]}" if rule["rule"] in known else rule["rule"]
+
+
+def _duration(hours: float | None) -> str:
+    if hours is None:
+        return "-"
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _moment(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "-"
+
+
+def requests_html(requests: dict) -> str:
+    totals = requests["totals"]
+    summary = html_table(
+        ["request", "received", "answered", "rejected", "refused", "failed", "still open",
+         "longest time to answer"],
+        [[kind, t["received"], t["answered"], t["rejected"], t["refused"], t["failed"], t["open"],
+          _duration(t["longest_hours_to_answer"])] for kind, t in totals.items()])
+    rows = html_table(
+        ["request", "customer id", "received", "outcome", "recorded", "time to answer", "run"],
+        [[r["kind"], "-" if r.get("customer_id") is None else r["customer_id"], _moment(r["received_at"]),
+          r["outcome"], _moment(r.get("answered_at")), _duration(r["hours_to_answer"]), run_label(r["run_id"])]
+         for r in requests["requests"]]) if requests["requests"] else "<p>None in the period.</p>"
+    return (f"<h2>Data-subject requests</h2>{summary}{rows}<p>The legal limit is one month from the request"
+            " (GDPR Art. 12(3)). Received: when the run was triggered; recorded: its answer in the audit trail.</p>")
 
 
 def render_html(s: dict) -> str:
@@ -386,7 +532,7 @@ def render_html(s: dict) -> str:
     rules = html_table(
         ["rule", "customers", "rows removed", "runs", "failed runs", "skips for legal hold", "dry-run actions",
          "verification checks passed", "verification checks failed"],
-        [[r["rule"], r["customers"], r["rows_removed"], r["runs"], r["failed_runs"], r["legal_hold_skips"],
+        [[rule_label(r), r["customers"], r["rows_removed"], r["runs"], r["failed_runs"], r["legal_hold_skips"],
           r["dry_run_actions"], r["verification_passed"], len(r["verification_failed"])] for r in s["rules"]])
     failed_checks = [[r["rule"], c] for r in s["rules"] for c in r["verification_failed"]]
     return f"""<!DOCTYPE html>
@@ -399,8 +545,10 @@ Period in Europe/Copenhagen dates of when the action was recorded.</p>
 <h2>Per rule</h2>{rules}
 <h2>Rows removed per rule, by the day the rule was applied for</h2>{deletions_chart(s['deletions_over_time'])}
 <h2>Failed verification checks</h2>{html_table(["rule", "check"], failed_checks) if failed_checks else "<p>None.</p>"}
-<h2>Failed runs</h2>{html_table(["dag", "run"], [[f["dag_id"], f["run_id"]] for f in s["failed_runs"]])
+<h2>Failed runs</h2>{html_table(["dag", "run", "reason"],
+                                [[f["dag_id"], run_label(f["run_id"]), f["reason"]] for f in s["failed_runs"]])
                      if s["failed_runs"] else "<p>None.</p>"}
+{requests_html(s["subject_requests"])}
 <p>Every action: <a href="{html.escape(Path(s['csv']).name)}">{html.escape(Path(s['csv']).name)}</a>;
 summary: <a href="{html.escape(Path(s['json']).name)}">{html.escape(Path(s['json']).name)}</a>.</p>
 </body></html>

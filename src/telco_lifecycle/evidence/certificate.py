@@ -3,7 +3,8 @@ how many rows, the verification result of that run (from its task logs), and the
 hashes that back each line (with the chain's state at each row).
 
 Written as HTML and JSON under LIFECYCLE_REPORTS_DIR/certificates/. Nothing personal:
-the certificate names the customer by its internal id only.
+the certificate names the customer by its internal id only. Every time is Copenhagen time;
+the HTML prints on one A4 page width (landscape; hashes wrap).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
-from telco_lifecycle.evidence.audit_report import STYLE, html_table, log_source, read_logs
+from telco_lifecycle.evidence.audit_report import LOCAL_TZ, STYLE, html_table, log_source, read_logs, run_label
 from telco_lifecycle.settings import read_sql, reports_dir
 
 COLUMNS = ("audit_id", "recorded_at", "action", "rule", "table_name", "row_count", "as_of", "dry_run",
@@ -39,11 +40,11 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
         action["verification"] = (("passed" if all(c["verdict"] == "passed" for c in checks) else "FAILED")
                                   + f" ({len(checks)} check(s))" if checks else "no check of this rule in the run")
         action["event_in_task_log"] = (action["audit_id"], action["row_hash"]) in logged
-        action["recorded_at"] = action["recorded_at"].isoformat()
+        action["recorded_at"] = action["recorded_at"].astimezone(LOCAL_TZ).isoformat(timespec="seconds")
         action["as_of"] = action["as_of"].isoformat() if action["as_of"] else None
     certificate = {
         "customer_id": customer_id,
-        "issued_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "issued_at": dt.datetime.now(LOCAL_TZ).isoformat(timespec="seconds"),
         "actions": actions,
         "rules_applied": sorted({a["rule"] for a in actions if a["rule"] and not a["dry_run"]}),
         "backed_by_audit_trail": all(a["chain_problem"] is None and a["event_in_task_log"] for a in actions),
@@ -57,22 +58,38 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
     return certificate
 
 
+# One A4 page wide: landscape, small type, long identifiers wrap instead of widening the table.
+PRINT_STYLE = """@page{size:A4 landscape;margin:10mm}body{margin:0 auto;max-width:277mm;font-size:9pt}
+table{width:100%;table-layout:fixed;font-size:7.5pt}
+td,th{padding:.2em .3em;overflow-wrap:anywhere}"""
+
+
+COLUMN_WIDTHS = "<table><colgroup>" + "".join(f"<col style='width:{w}%'>" for w in (
+    9, 9, 9, 9, 5, 7, 15, 10, 5, 12, 4, 6)) + "</colgroup>"
+
+
+def _local(iso: str) -> str:
+    """An ISO time as Copenhagen wall time, to the second."""
+    return dt.datetime.fromisoformat(iso).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def render_html(c: dict) -> str:
     title = f"Deletion certificate, customer {c['customer_id']}"
     state = ("Every line below is an intact link of the audit hash chain and is confirmed by the event in its "
              "run's task log." if c["backed_by_audit_trail"] else
              "WARNING: at least one line is not backed: its chain link is broken or its event is missing from "
              "the task logs (see the last columns).")
-    rows = [[a["recorded_at"], a["rule"] or "", a["action"] + (" (dry run)" if a["dry_run"] else ""),
-             a["table_name"] or "", a["row_count"], a["as_of"] or "", f"{a['dag_id']} / {a['run_id']}",
+    rows = [[_local(a["recorded_at"]), a["rule"] or "", a["action"] + (" (dry run)" if a["dry_run"] else ""),
+             a["table_name"] or "", a["row_count"], a["as_of"] or "", f"{a['dag_id']}, {run_label(a['run_id'])}",
              a["verification"], a["audit_id"], a["row_hash"], a["chain_problem"] or "intact",
              "yes" if a["event_in_task_log"] else "NO"] for a in c["actions"]]
     table = html_table(["recorded", "rule", "action", "table", "rows", "as of", "run", "verification", "audit id",
-                    "row hash (SHA-256)", "chain", "event in task log"], rows)
+                    "row hash (SHA-256)", "chain", "event in task log"], rows).replace("<table>", COLUMN_WIDTHS, 1)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}{PRINT_STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Issued {html.escape(c['issued_at'])}. Rules applied: {html.escape(', '.join(c['rules_applied']) or 'none')}.</p>
+<p>Issued {html.escape(_local(c['issued_at']))} (all times Europe/Copenhagen). Rules applied: {html.escape(', '.join(c['rules_applied']) or 'none')}.</p>
 <p class="{'good' if c['backed_by_audit_trail'] else 'bad'}">{html.escape(state)}</p>
 {table}
 <p>Whole-table actions (CDR month partitions dropped by the accounting rule) name no customer and are in the

@@ -32,6 +32,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def machine_parallelism() -> int:
+    """Task slots for this machine: two per usable core, at least four."""
+    return max(4, 2 * len(os.sched_getaffinity(0)))
+
+
 def airflow_command() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
@@ -52,6 +57,8 @@ class LocalAirflow:
             **env,
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor" if broker_url else "LocalExecutor",
+            # LocalExecutor starts `parallelism` workers: Airflow's 32 swamp a laptop.
+            "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM") or str(machine_parallelism()),
             "AIRFLOW__API__HOST": host,
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -222,24 +229,38 @@ def _kill(pid: int) -> None:
         pass
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM (`kill -- -PGID` of `make airflow`) unwind the same way, so every
+    component is stopped; further signals are ignored so they cannot cut the shutdown short."""
+    def interrupt(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
 def main() -> None:
-    """`make airflow`: the four components on the local environment until Ctrl-C."""
+    """`make airflow`: the four components on the local environment until Ctrl-C or SIGTERM."""
     from telco_lifecycle.local.env import local_environment
 
+    _stop_on_signals()
     port = int(os.environ.get("AIRFLOW_API_PORT", "8080"))
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
     airflow = LocalAirflow(local_environment(), api_port=port, password=password)
-    airflow.prepare()
-    print(f"Starting Airflow (logs in {airflow.home}/*.log) ...", flush=True)
-    with airflow:
-        print(f"Airflow UI and REST API: {airflow.url}  (user {airflow.username}, password {airflow.password});"
-              " Ctrl-C stops it.", flush=True)
-        try:
+    try:
+        airflow.prepare()
+        print(f"Starting Airflow (logs in {airflow.home}/*.log) ...", flush=True)
+        with airflow:
+            print(f"Airflow UI and REST API: {airflow.url}  (user {airflow.username}, password {airflow.password});"
+                  " Ctrl-C stops it.", flush=True)
             while all(p.poll() is None for p in airflow.processes.values()):
                 time.sleep(2)
             print(f"An Airflow component exited:\n{airflow.log_tails()}", file=sys.stderr)
-        except KeyboardInterrupt:
-            print("Stopping Airflow ...", flush=True)
+            sys.exit(1)
+    except KeyboardInterrupt:
+        print("Airflow stopped.", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """`make demo`: the lifecycle headless, on a freshly seeded demo database.
 
 Runs the real DAGs through Airflow's `dag.test()` on the local PostgreSQL (the
-embedded one unless LIFECYCLE_DATABASE_URL is set) and prints what each step did.
+embedded one unless LIFECYCLE_DATABASE_URL is set). The terminal gets a short
+narrative (each step, what it changed, its verification, where each report is);
+everything Airflow and Great Expectations print goes to `.lifecycle/demo.log`.
+A failure is one line naming the step and the log, and exit status 1.
+No run acts for a date after today: the data is seeded as of six years ago, the
+offboarding happens then, and the retention runs walk forward from it up to today.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,10 +18,57 @@ import sys
 from pathlib import Path
 
 DEMO_CUSTOMERS = int(os.environ.get("LIFECYCLE_DEMO_CUSTOMERS", "2000"))
+WALK_YEARS = (0, 1, 5, 6)  # the retention runs, in years after the data's anchor; the last is today
+TERMINAL = sys.stdout  # replaced by the real terminal once stdout and stderr go to the log
 
 
-def prepare() -> str:
-    """Fresh demo database, migrated and seeded; Airflow's metadata database migrated."""
+class DemoFailed(Exception):
+    """A step that did not end as it should: its one-line reason."""
+
+
+def say(line: str) -> None:
+    """One line of the narrative: on the terminal and in the log, where it frames the detail."""
+    print(line, file=TERMINAL, flush=True)
+    if TERMINAL is not sys.stdout:
+        print(line, flush=True)
+
+
+def log_everything_to(path: Path):
+    """Point file descriptors 1 and 2 (Python, Airflow, GX and subprocesses alike) at `path`;
+    return a stream on the original terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    log = path.open("w", encoding="utf-8")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    return terminal
+
+
+def anchor_date():
+    """The "today" of the demo data: WALK_YEARS[-1] years before today (Copenhagen)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.policy import add_years
+    from telco_lifecycle.settings import TIMEZONE
+
+    return add_years(dt.datetime.now(ZoneInfo(TIMEZONE)).date(), -WALK_YEARS[-1])
+
+
+def moment(day, hour: int = 2):
+    """A logical date on `day` at `hour`, Copenhagen time."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.settings import TIMEZONE
+
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo(TIMEZONE))
+
+
+def prepare(anchor) -> str:
+    """Fresh demo database, migrated and seeded as of `anchor`; Airflow's metadata database migrated."""
     from telco_lifecycle.local import env as localenv
 
     server = localenv.server_url()
@@ -33,9 +84,10 @@ def prepare() -> str:
 
     conn = connect(env["AIRFLOW_CONN_TELCO_DB"])
     migrate(conn)
-    counts = seed(conn, DEMO_CUSTOMERS, seed=1)
+    counts = seed(conn, DEMO_CUSTOMERS, seed=1, anchor=anchor)
     conn.close()
-    print(f"== demo database seeded: {json.dumps(counts)}")
+    say(f"1. Seeded {DEMO_CUSTOMERS} demo customers as of {anchor} (six years ago): "
+        + ", ".join(f"{n} {table}" for table, n in counts.items()))
     subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
                    stdout=subprocess.DEVNULL, env=os.environ)
     return env["AIRFLOW_CONN_TELCO_DB"]
@@ -53,7 +105,7 @@ def run_dag(dag_id: str, conf: dict, logical_date=None) -> dict:
     dag = DagBag(dag_folder=str(project_dir() / "dags")).get_dag(dag_id)
     dag_run = test_dag_with_task_logs(dag, run_conf=conf, logical_date=logical_date)  # task logs in the log folder
     if dag_run.state != "success":
-        raise SystemExit(f"!! {dag_id} ended {dag_run.state}; see the log above")
+        raise DemoFailed(f"{dag_id} ended {dag_run.state} (run {dag_run.run_id})")
     with create_session() as session:
         rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id,
                                                XComModel.key == "return_value").all()
@@ -75,59 +127,79 @@ def demo_customer(url: str) -> int:
 
 
 def main() -> None:
-    url = prepare()
-    customer = demo_customer(url)
-    print(f"== offboarding demo customer {customer}")
-    summary = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "make demo",
-                                               "reason": "demo"})["summarise"]
-    print(f"== offboarding: {summary['message']}; verification {summary['verification']}"
-          f" ({summary['checks']} Great Expectations checks)")
-    print(json.dumps(summary, indent=2))
-    subject_requests(customer)
-    walk_retention()
-    print_audit_report()
+    global TERMINAL
+    from telco_lifecycle.settings import project_dir
+
+    log_path = project_dir() / ".lifecycle" / "demo.log"
+    TERMINAL = log_everything_to(log_path)
+    say(f"make demo: the data lifecycle headless on real Airflow DAGs; full Airflow/GX log: {log_path}")
+    try:
+        anchor = anchor_date()
+        url = prepare(anchor)
+        customer = demo_customer(url)
+        summary = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "make demo",
+                                                   "reason": "demo"}, logical_date=moment(anchor, 12))["summarise"]
+        say(f"2. Offboarded customer {customer} on {anchor}: {summary['message']}")
+        say(f"   verification {summary['verification']} ({summary['checks']} Great Expectations checks)")
+        subject_requests(customer, anchor)
+        walk_retention(anchor)
+        print_audit_report()
+        certificate(url, customer)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line and exit status 1
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        import traceback
+
+        traceback.print_exc()  # into the log
+        say(f"make demo FAILED: {reason}  (details: {log_path})")
+        raise SystemExit(1) from None
+    say(f"Done. Reports in {os.environ['LIFECYCLE_REPORTS_DIR']}; `make airflow` opens the same database in the UI.")
 
 
-def subject_requests(customer: int) -> None:
-    """The offboarded customer asks for its data, then for erasure (approval switched off by
-    the deployment setting that `make demo` passes; a real deployment leaves it on)."""
-    access = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "make demo"})
+def subject_requests(customer: int, day) -> None:
+    """The offboarded customer asks for its data on `day`, then for erasure (approval switched
+    off by the deployment setting that `make demo` passes; a real deployment leaves it on)."""
+    access = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "make demo"},
+                     logical_date=moment(day, 13))
     access = access["export_customer_data"]
-    print(f"== access request: {sum(access['rows'].values())} row(s) exported to {access['html_file']}"
-          f" and {access['json_file']} (sha256 {access['sha256']})")
+    say(f"3. Access request answered: {sum(access['rows'].values())} row(s) of customer {customer}")
+    say(f"   report {access['html_file']}")
+    say(f"   data   {access['json_file']} (sha256 {access['sha256'][:16]}...)")
     setting = os.environ.get("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", "true")
-    print(f"== erasure request; LIFECYCLE_REQUIRE_ERASURE_APPROVAL={setting}"
-          + (" (approval step switched off by configuration for this headless demo)" if setting == "false" else ""))
-    erased = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"})["summarise"]
-    print(f"== erasure: {erased['message']}; kept {json.dumps(erased['kept'])}; verification"
-          f" {erased['verification']}; statement {erased['statement']}")
+    erased = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"},
+                     logical_date=moment(day, 14))["summarise"]
+    kept = ", ".join(f"{n} {table}" for table, n in erased["kept"].items() if n) or "nothing"
+    say(f"4. Erasure request: {erased['message']}"
+        + (" (approval switched off for this headless demo)" if setting == "false" else ""))
+    say(f"   kept by law: {kept}; verification {erased['verification']}")
+    say(f"   statement {erased['statement']}")
 
 
 RETENTION_DAGS = ("crm_retention", "contract_archive_retention", "accounting_retention")
 
 
-def walk_retention() -> None:
-    """The daily retention DAGs at simulated dates (each run's logical date is its `as_of`)."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
-
+def walk_retention(anchor) -> None:
+    """The daily retention DAGs on past days, as backfills (each run's logical date is its
+    `as_of`): the anchor, then 1, 5 and 6 years after it, the last being today."""
     from telco_lifecycle.policy import add_years
-    from telco_lifecycle.settings import TIMEZONE
 
-    today = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
-    for years in (0, 1, 5, 6):
-        day = add_years(today, years)
-        moment = dt.datetime(day.year, day.month, day.day, 2, tzinfo=ZoneInfo(TIMEZONE))
-        print(f"== retention as of {day} (today + {years} year(s))")
+    for step, years in enumerate(WALK_YEARS, start=5):
+        day = add_years(anchor, years)
+        say(f"{step}. Daily retention as of {day} (offboarding day + {years} year(s)):")
         for dag_id in RETENTION_DAGS:
-            summary = run_dag(dag_id, {"as_of": day.isoformat()}, logical_date=moment).get("verify_retention")
-            print(f"   {dag_id}: " + ("nothing due" if summary is None else
-                  f"removed {json.dumps(summary['removed'])}, {summary['skipped_legal_hold']} customer(s) skipped"
-                  f" for legal hold, {len(summary['partitions_dropped'])} CDR partition(s) dropped;"
-                  f" verification {summary['verification']} ({summary['checks']} checks)"))
-        checked = run_dag("retention_verification", {"as_of": day.isoformat()}, logical_date=moment)
-        print(f"   retention_verification: {checked['verify_all_rules']['verification']}"
-              f" ({checked['verify_all_rules']['checks']} Great Expectations checks over every rule)")
+            summary = run_dag(dag_id, {"as_of": day.isoformat()}, logical_date=moment(day)).get("verify_retention")
+            if summary is None:
+                say(f"   {dag_id}: nothing due")
+                continue
+            removed = ", ".join(f"{n} {table}" for table, n in summary["removed"].items() if n) or "no rows"
+            if summary["skipped_legal_hold"]:
+                removed += f"; {summary['skipped_legal_hold']} customer(s) kept for a legal hold"
+            if summary["partitions_dropped"]:
+                removed += f"; {len(summary['partitions_dropped'])} CDR month(s) dropped"
+            say(f"   {dag_id}: removed {removed}"
+                + f"; verification {summary['verification']} ({summary['checks']} checks)")
+        checked = run_dag("retention_verification", {"as_of": day.isoformat()}, logical_date=moment(day))
+        say(f"   retention_verification: {checked['verify_all_rules']['verification']}"
+            f" ({checked['verify_all_rules']['checks']} checks over every rule: nothing past its deadline remains)")
 
 
 def print_audit_report() -> None:
@@ -139,9 +211,25 @@ def print_audit_report() -> None:
 
     today = dt.datetime.now(ZoneInfo(TIMEZONE)).date().isoformat()
     report = run_dag("audit_report", {"period_start": today, "period_end": today})["audit_report"]
-    print(f"== audit report: {report['html']}\n   {report['audit_rows']} audit row(s) reconciled with the task logs"
-          f" ({'no mismatch, hash chain intact' if report['ok'] else 'MISMATCHES'}); {report['customers_removed']}"
-          f" customer(s) and {report['rows_removed']} row(s) removed; CSV {report['csv']}")
+    say(f"{5 + len(WALK_YEARS)}. Audit report of today's runs: {report['audit_rows']} audit row(s) reconciled with the"
+        f" task logs ({'no mismatch, hash chain intact' if report['ok'] else 'MISMATCHES'});"
+        f" {report['customers_removed']} customer(s) and {report['rows_removed']} row(s) removed")
+    say(f"   report {report['html']}")
+    say(f"   rows   {report['csv']}")
+
+
+def certificate(url: str, customer: int) -> None:
+    """The offboarded customer's deletion certificate, as `lifecycle certificate` writes it."""
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.certificate import build_certificate
+
+    conn = connect(url)
+    try:
+        issued = build_certificate(conn, customer)
+    finally:
+        conn.close()
+    say(f"{6 + len(WALK_YEARS)}. Deletion certificate of customer {customer} (rules applied:"
+        f" {', '.join(issued['rules_applied'])}): {issued['html']}")
 
 
 if __name__ == "__main__":

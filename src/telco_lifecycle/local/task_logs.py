@@ -51,9 +51,6 @@ def test_dag_with_task_logs(dag, **kwargs):
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
 
-    # Airflow 3.3.2's dag.test() crashes when a run of a DAG with a DeadlineAlert succeeds
-    # (apache/airflow#73428); deadlines are the scheduler's business, a test run goes without.
-    dag.deadline = None
     handler = TaskLogFiles(log_folder())
     root = logging.getLogger()
     root.addHandler(handler)

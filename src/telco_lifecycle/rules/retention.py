@@ -89,7 +89,7 @@ class Scope:
             joined, owner = "", f"t.{column}"
             condition = f"{owner} {owners}"
         if item.dated_by:
-            condition += f" AND {_dated(item)}"
+            condition += f" AND ({_dated(item)})"
         if item.action == "anonymise":
             remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
             condition += f" AND ({' OR '.join(remaining)})"

@@ -9,6 +9,12 @@ not grow with the customer's data; tables the policy marks with `summary_by` (th
 call detail records) are summarised in the HTML report (count and period per kind)
 and listed in full in the JSON file only.
 
+The HTML report is for the customer: in Danish by default (`language="en"` for English), with
+labels instead of column names, dates and times as such, and each category saying whether
+its data will be deleted and when, or was. Binary documents (the signed contracts) are
+delivered as files beside the report (`<report>_files/`), listed by name, size and SHA-256;
+the JSON file refers to them the same way.
+
 The files under LIFECYCLE_REPORTS_DIR are the only place the personal data goes:
 the return value, the log and the audit row carry the customer id, counts and the
 files' SHA-256.
@@ -22,16 +28,87 @@ import html
 import json
 import re
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
-from telco_lifecycle.settings import reports_dir
+from telco_lifecycle.settings import TIMEZONE, reports_dir
 
 CHUNK_ROWS = 2000  # rows fetched per round trip of the server-side cursor
 CELL_CHARS = 300  # longer values are shortened in the HTML report (the JSON file has them whole)
 WHILE_ACTIVE = Bilingual(en="while the relationship lasts", da="så længe kundeforholdet består")
+LANGUAGES = ("da", "en")
+LOCAL_TZ = ZoneInfo(TIMEZONE)
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+# The report's words, per language.
+WORDS = {
+    "da": {"title": "Oplysninger om kunde {customer}", "as_of": "Pr. {as_of}.", "active": "aktivt",
+           "ended": "ophørt den {ended}", "relationship": "Kundeforhold: {status}.",
+           "intro": "Hvert afsnit er én kategori af oplysninger, som vores privatlivspolitik definerer den, med"
+                    " retsgrundlaget og hvornår oplysningerne slettes. JSON-filen, der leveres sammen med denne"
+                    " rapport, indeholder de samme oplysninger, alle poster medtaget, i maskinlæsbar form.",
+           "legal_basis": "Retsgrundlag", "deletion": "Sletning", "erasure": "Sletning på anmodning",
+           "none_held": "Ingen oplysninger.", "summarised": "Opsummeret her; alle poster står i JSON-filen.",
+           "records": "poster", "first": "første", "last": "seneste", "yes": "ja", "no": "nej",
+           "documents": "Dokumenter (leveret som filer sammen med rapporten)", "file": "fil", "size": "størrelse",
+           "checksum": "SHA-256", "bytes": "{n} byte", "shortened": "… ({n} tegn; hele teksten i JSON-filen)",
+           "kept_active": "Opbevares, så længe kundeforholdet består, og slettes {period} efter dets ophør.",
+           "kept_active_now": "Opbevares, så længe kundeforholdet består, og slettes, når det ophører.",
+           "will": "Slettes den {day}.", "was": "Slettet den {day}.",
+           "due": "Skulle slettes den {day}; opbevares fortsat, mens et retligt krav (retstvist) gælder,"
+                  " ellers slettes de ved næste daglige kørsel.",
+           "fiscal": "Materiale fra regnskabsåret {year}: ", "years": "{n} år",
+           "erasable": "Kan slettes på anmodning.",
+           "erasable_after": "Kan slettes på anmodning (mens kundeforholdet består kun delvis eller ikke)."},
+    "en": {"title": "Data held about customer {customer}", "as_of": "As of {as_of}.", "active": "active",
+           "ended": "ended on {ended}", "relationship": "Customer relationship: {status}.",
+           "intro": "Each section is one category of data as our privacy policy defines it, with its legal basis"
+                    " and when it is deleted. The JSON file delivered with this report holds the same data, every"
+                    " record included, in machine-readable form.",
+           "legal_basis": "Legal basis", "deletion": "Deletion", "erasure": "Erasure on request",
+           "none_held": "None held.", "summarised": "Summarised here; every record is listed in the JSON file.",
+           "records": "records", "first": "first", "last": "last", "yes": "yes", "no": "no",
+           "documents": "Documents (delivered as files with this report)", "file": "file", "size": "size",
+           "checksum": "SHA-256", "bytes": "{n} bytes", "shortened": "… ({n} characters; whole in the JSON file)",
+           "kept_active": "Kept while the relationship lasts; deleted {period} after it ends.",
+           "kept_active_now": "Kept while the relationship lasts; deleted when it ends.",
+           "will": "Will be deleted on {day}.", "was": "Deleted on {day}.",
+           "due": "Due for deletion on {day}; still held while a legal hold applies, otherwise deleted by the"
+                  " next daily run.",
+           "fiscal": "Material of fiscal year {year}: ", "years": "{n} year(s)",
+           "erasable": "Can be erased on request.",
+           "erasable_after": "Can be erased on request (while the relationship lasts only in part or not at all)."},
+}
+# Column labels (Danish, English); a column not listed shows its name in words.
+LABELS = {
+    "customer_id": ("Kundenummer", "Customer number"), "company_name": ("Firmanavn", "Company name"),
+    "cvr": ("CVR-nummer", "CVR number"), "address": ("Adresse", "Address"), "email": ("E-mail", "E-mail"),
+    "phone": ("Telefon", "Phone"), "relationship_ended_on": ("Kundeforhold ophørt", "Relationship ended"),
+    "crm_purged_on": ("Stamdata slettet", "Master data deleted"),
+    "directory_opt_out": ("Hemmeligt nummer (ikke i 118)", "Unlisted (not in directory 118)"),
+    "directory_opt_in": ("Oplyses i 118 efter ønske", "Listed in directory 118 on request"),
+    "contact_id": ("Kontakt-nr.", "Contact no."), "full_name": ("Navn", "Name"), "role": ("Rolle", "Role"),
+    "correspondence_id": ("Henvendelse-nr.", "Message no."), "sent_at": ("Sendt", "Sent"),
+    "subject": ("Emne", "Subject"), "body": ("Tekst", "Text"), "number": ("Nummer", "Number"),
+    "kind": ("Type", "Kind"), "pbx_config_id": ("Omstilling-nr.", "PBX no."), "config": ("Opsætning", "Setup"),
+    "sip_peer_id": ("SIP-konto-nr.", "SIP account no."), "username": ("Brugernavn", "User name"),
+    "secret_hash": ("Adgangskode (kun som hash)", "Password (hash only)"), "host": ("Vært", "Host"),
+    "contract_id": ("Aftale-nr.", "Agreement no."), "signed_on": ("Underskrevet", "Signed"),
+    "document": ("Dokument", "Document"), "invoice_id": ("Faktura-nr.", "Invoice no."),
+    "issued_on": ("Udstedt", "Issued"), "fiscal_year": ("Regnskabsår", "Fiscal year"),
+    "billing_name": ("Faktureringsnavn", "Billing name"), "billing_address": ("Faktureringsadresse", "Billing address"),
+    "amount_dkk": ("Beløb (kr.)", "Amount (DKK)"), "payment_id": ("Betaling-nr.", "Payment no."),
+    "paid_on": ("Betalt", "Paid"), "a_number": ("Fra nummer", "From number"), "b_number": ("Til nummer", "To number"),
+    "started_at": ("Tidspunkt", "Time"), "duration_s": ("Varighed (sek.)", "Duration (s)"),
+}
+VALUE_LABELS = {
+    "role": {"billing": ("fakturering", "billing"), "technical": ("teknik", "technical"), "other": ("andet", "other")},
+    "kind": {"main": ("hovednummer", "main number"), "landline": ("fastnet", "landline"), "mobile": ("mobil", "mobile"),
+             "call": ("opkald", "call"), "sms": ("sms", "SMS"), "mms": ("mms", "MMS"), "data": ("data", "data")},
+}
 
 
 def output_dir() -> Path:
@@ -111,28 +188,36 @@ class _Output:
         self.part.unlink(missing_ok=True)
 
 
-def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit.RunContext) -> dict:
-    """Write the customer's access report (JSON + HTML) and its audit row; counts and checksums back."""
+def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit.RunContext,
+           language: str = "da") -> dict:
+    """Write the customer's access report (JSON + HTML, documents as files beside them) and its
+    audit row; counts and checksums back."""
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
     policy = load_policy()
     stem = file_stem(customer_id, run.run_id)
     json_out, html_out = _Output(output_dir() / f"{stem}.json"), _Output(output_dir() / f"{stem}.html")
+    report = _Report(html_out, language, output_dir() / f"{stem}_files")
     counts: dict[str, int] = {}
     try:
         with transaction(conn) as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one consistent snapshot
             ended_on = require_customer(cur, customer_id)["relationship_ended_on"]
-            _write_head(json_out, html_out, customer_id, as_of, ended_on)
+            _write_head(json_out, report, customer_id, as_of, ended_on)
             for index, rule in enumerate(policy.rules):
                 years = None
                 if rule.clock == "fiscal_year_end":
                     spans = [s for s in (_fiscal_years(cur, policy, i, customer_id) for i in rule.data) if s]
                     years = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
                 schedule = deletion_schedule(policy, rule, ended_on, years)
-                _write_category(json_out, html_out, rule, schedule, first=index == 0)
+                _write_category(json_out, report, rule, schedule, first=index == 0)
+                held = 0
                 for position, item in enumerate(rule.data):
-                    counts[item.table] = _write_table(conn, cur, json_out, html_out, item, customer_id,
-                                                      first=position == 0)
+                    counts[item.table], holding = _write_table(conn, cur, json_out, report, item, customer_id,
+                                                               first=position == 0)
+                    held += holding
                 json_out.write("]}")
+                _write_deletion(report, rule, schedule, held, as_of)
                 html_out.write("</section>")
             json_out.write("]}\n")
             html_out.write("</body></html>\n")
@@ -140,79 +225,172 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
             event = audit.record(cur, audit.Action(
                 "subject_access_export", None, customer_id, None, sum(counts.values()), as_of, False,
                 {"requested_by": requested_by, "file": json_out.path.name, "sha256": json_sha,
-                 "html_sha256": html_sha, "rows": counts}), run)
+                 "html_sha256": html_sha, "rows": counts, "language": language,
+                 "documents": {d["file"]: d["sha256"] for d in report.documents}}), run)
     except BaseException:
         json_out.abandon()
         html_out.abandon()
+        report.abandon()
         raise
     audit.emit([event])
-    return {"customer_id": customer_id, "as_of": as_of.isoformat(), "rows": counts,
+    return {"customer_id": customer_id, "as_of": as_of.isoformat(), "rows": counts, "language": language,
             "json_file": str(json_out.path), "sha256": json_sha,
-            "html_file": str(html_out.path), "html_sha256": html_sha, "audit_id": event["audit_id"]}
+            "html_file": str(html_out.path), "html_sha256": html_sha,
+            "documents": [{"file": str(report.files_dir / d["file"]), "bytes": d["bytes"], "sha256": d["sha256"]}
+                          for d in report.documents],
+            "audit_id": event["audit_id"]}
 
 
-def _write_table(conn, cur, json_out: _Output, html_out: _Output, item: DataItem, customer_id: int,
-                 first: bool) -> int:
+class _Report:
+    """The HTML report in one language, and the documents written beside it."""
+
+    def __init__(self, out: _Output, language: str, files_dir: Path):
+        self.out, self.language, self.files_dir = out, language, files_dir
+        self.words = WORDS[language]
+        self.documents: list[dict] = []
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+
+    def say(self, key: str, **values) -> str:
+        return _e(self.words[key].format(**values))
+
+    def pick(self, text: Bilingual | dict) -> str:
+        return _e(text[self.language] if isinstance(text, dict) else getattr(text, self.language))
+
+    def label(self, column: str) -> str:
+        pair = LABELS.get(column)
+        return _e(pair[LANGUAGES.index(self.language)] if pair else column.replace("_", " ").capitalize())
+
+    def value(self, column: str, value) -> str:
+        """A value as a reader expects it: words for codes, dates and times as such, no `null`."""
+        index = LANGUAGES.index(self.language)
+        if value is None:
+            return "–"
+        if isinstance(value, bool):
+            return self.say("yes" if value else "no")
+        if column in VALUE_LABELS and value in VALUE_LABELS[column]:
+            return _e(VALUE_LABELS[column][value][index])
+        if isinstance(value, str) and TIMESTAMP.match(value):
+            moment = dt.datetime.fromisoformat(value).astimezone(LOCAL_TZ)
+            return _e(f"{moment:%Y-%m-%d} {'kl. ' if self.language == 'da' else ''}{moment:%H:%M}")
+        if column.endswith("_dkk") and isinstance(value, (int, float)):
+            text = f"{value:,.2f}"
+            return _e(text.translate(str.maketrans(",.", ".,")) if self.language == "da" else text)
+        if isinstance(value, dict):
+            return "<br>".join(f"{_e(k)}: {self.value(k, v)}" for k, v in value.items())
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if len(text) > CELL_CHARS:
+            return _e(text[:CELL_CHARS]) + self.say("shortened", n=len(text))
+        return _e(text)
+
+    def document(self, table: str, key, column: str, content: bytes) -> dict:
+        """Write one binary value as a file beside the report; its name, size and checksum."""
+        suffix = ".pdf" if content.startswith(b"%PDF") else ".bin"
+        name = f"{table}_{key}_{column}{suffix}"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        (self.files_dir / name).write_bytes(content)
+        entry = {"file": name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        self.documents.append(entry)
+        return entry
+
+    def abandon(self) -> None:
+        for entry in self.documents:
+            (self.files_dir / entry["file"]).unlink(missing_ok=True)
+
+
+def _columns(cur, table: str) -> tuple[list[str], list[str]]:
+    """The table's columns in their order: (the others, the binary ones)."""
+    cur.execute("SELECT attname, atttypid = 'bytea'::regtype FROM pg_attribute WHERE attrelid = %s::regclass"
+                " AND attnum > 0 AND NOT attisdropped ORDER BY attnum", (table,))
+    columns = cur.fetchall()
+    return [name for name, binary in columns if not binary], [name for name, binary in columns if binary]
+
+
+def _write_table(conn, cur, json_out: _Output, report: _Report, item: DataItem, customer_id: int,
+                 first: bool) -> tuple[int, int]:
+    """Stream the item's rows to both files; (rows, rows still holding the item's data: for an
+    anonymised item, those whose anonymised columns are not all empty)."""
+    plain, binary = _columns(cur, item.table)
     params = {"customer_id": customer_id}
     description = item.description or Bilingual(en=item.table, da=item.table)
     json_out.write(("" if first else ",") + json.dumps(
         {"table": item.table, "description": description.model_dump()})[:-1] + ', "rows": [')
-    html_out.write(f"<h3>{_e(description.en)} <small>({_e(description.da)}; table <code>{item.table}</code>)"
-                   "</small></h3>")
+    report.write(f"<h3>{report.pick(description)}</h3>")
     if item.summary_by:
-        _write_summary(cur, html_out, item, params)
-    count = 0
+        _write_summary(cur, report, item, params)
+    # json_build_object keeps the columns' order (to_jsonb sorts them); documents come as bytes
+    row_sql = "json_build_object(" + ", ".join(f"'{c}', t.{c}" for c in plain) + ")::text"
+    count = holding = 0
     with conn.cursor(name=f"access_{item.table}") as rows:  # server-side: CHUNK_ROWS at a time
         rows.itersize = CHUNK_ROWS
-        rows.execute(f"SELECT to_jsonb(t)::text FROM {item.table} t WHERE {item.subject_filter()}"
-                     f" ORDER BY {_order_by(item)}", params)
-        for (row,) in rows:
-            json_out.write(("," if count else "") + "\n" + row)
+        rows.execute(f"SELECT {', '.join([row_sql, *(f't.{c}' for c in binary)])}"
+                     f" FROM {item.table} t WHERE {item.subject_filter()} ORDER BY {_order_by(item)}", params)
+        for row_text, *contents in rows:
+            row = json.loads(row_text)
+            key = next(iter(row.values()), count)
+            for column, content in zip(binary, contents, strict=True):
+                row[column] = None if content is None else report.document(item.table, key, column, bytes(content))
+            holding += item.action != "anonymise" or any(row.get(c) is not None for c in item.columns)
+            json_out.write(("," if count else "") + "\n" + json.dumps(row, ensure_ascii=False))
             if not item.summary_by:
+                shown = {k: v for k, v in row.items()
+                         if k not in binary and (k != "customer_id" or item.table == "customers")}
+                shown.update({column: row[column] for column in binary})  # documents last
                 if count == 0:
-                    html_out.write("<table><tr>" + "".join(f"<th>{_e(k)}</th>" for k in json.loads(row)) + "</tr>")
-                html_out.write("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in json.loads(row).values()) + "</tr>")
+                    report.write("<table><tr>" + "".join(f"<th>{report.label(k)}</th>" for k in shown) + "</tr>")
+                report.write("<tr>" + "".join(
+                    f"<td>{_document_cell(report, v) if k in binary else report.value(k, v)}</td>"
+                    for k, v in shown.items()) + "</tr>")
             count += 1
     json_out.write(f'], "row_count": {count}}}')
     if not item.summary_by:
-        html_out.write("</table>" if count else "<p>None held.</p>")
-    return count
+        report.write("</table>" if count else f"<p>{report.say('none_held')}</p>")
+    return count, holding
 
 
-def _write_summary(cur, html_out: _Output, item: DataItem, params: dict) -> None:
+def _document_cell(report: _Report, entry: dict | None) -> str:
+    if entry is None:
+        return "–"
+    return (f"<a href='{_e(report.files_dir.name)}/{_e(entry['file'])}'>{_e(entry['file'])}</a>"
+            f"<br><small>{report.say('bytes', n=entry['bytes'])} · SHA-256 <code>{entry['sha256']}</code></small>")
+
+
+def _write_summary(cur, report: _Report, item: DataItem, params: dict) -> None:
     group, period = item.summary_by, item.dated_by
     cur.execute(f"SELECT {group}, count(*), min({period}), max({period}) FROM {item.table}"
                 f" WHERE {item.subject_filter()} GROUP BY {group} ORDER BY {group}", params)
     summary = cur.fetchall()
     if not summary:
-        html_out.write("<p>None held.</p>")
+        report.write(f"<p>{report.say('none_held')}</p>")
         return
-    html_out.write(f"<p>Summarised here; every record is listed in the JSON file.</p><table><tr>"
-                   f"<th>{_e(item.summary_by)}</th><th>records</th><th>first</th><th>last</th></tr>")
-    for group, number, first, last in summary:
-        html_out.write(f"<tr><td>{_e(group)}</td><td>{number}</td><td>{_e(first)}</td><td>{_e(last)}</td></tr>")
-    html_out.write("</table>")
+    report.write(f"<p>{report.say('summarised')}</p><table><tr><th>{report.label(group)}</th>"
+                 f"<th>{report.say('records')}</th><th>{report.say('first')}</th><th>{report.say('last')}</th></tr>")
+    for value, number, first, last in summary:
+        report.write(f"<tr><td>{report.value(group, value)}</td><td>{number}</td>"
+                     f"<td>{report.value(period, first.isoformat())}</td>"
+                     f"<td>{report.value(period, last.isoformat())}</td></tr>")
+    report.write("</table>")
 
 
-def _write_head(json_out: _Output, html_out: _Output, customer_id: int, as_of: dt.date,
+def _write_head(json_out: _Output, report: _Report, customer_id: int, as_of: dt.date,
                 ended_on: dt.date | None) -> None:
     head = {"customer_id": customer_id, "as_of": as_of.isoformat(),
             "relationship_ended_on": ended_on.isoformat() if ended_on else None}
     json_out.write(json.dumps(head)[:-1] + ', "categories": [')
-    status = f"ended on {ended_on}" if ended_on else "active"
-    html_out.write(
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>Data held about customer {customer_id}</title><style>"
+    status = report.words["ended"].format(ended=ended_on) if ended_on else report.words["active"]
+    title = report.say("title", customer=customer_id)
+    report.write(
+        f"<!DOCTYPE html><html lang='{report.language}'><head><meta charset='utf-8'>"
+        f"<title>{title}</title><style>"
         "body{font-family:sans-serif;margin:2em;max-width:75em}table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #bbb;padding:.2em .5em;font-size:.85em;vertical-align:top;text-align:left}"
         "section{border-top:2px solid #444;margin-top:2em}small{color:#555}</style></head><body>"
-        f"<h1>Data held about customer {customer_id}</h1>"
-        f"<p>As of {as_of}. Customer relationship: {status}. Each section is one category of data as our "
-        "privacy policy defines it, with its legal basis and when it will be deleted. The JSON file delivered "
-        "with this report holds the same data, every record included, in machine-readable form.</p>")
+        f"<h1>{title}</h1><p>{report.say('as_of', as_of=as_of)} {report.say('relationship', status=status)}"
+        f" {report.say('intro')}</p>")
 
 
-def _write_category(json_out: _Output, html_out: _Output, rule: Rule, schedule: list[dict], first: bool) -> None:
+def _write_category(json_out: _Output, report: _Report, rule: Rule, schedule: list[dict], first: bool) -> None:
     erasure = (rule.erasure.reason.model_dump() if not rule.erasure.on_request else
                {"en": "Can be erased on request" + ("" if rule.erasure.while_active is True else
                                                     " (while the relationship lasts only in part or not at all)"),
@@ -221,22 +399,30 @@ def _write_category(json_out: _Output, html_out: _Output, rule: Rule, schedule: 
     head = {"rule": rule.id, "category": rule.category.model_dump(), "legal_basis": rule.legal_basis.model_dump(),
             "erasure_on_request": erasure, "deletion": schedule}
     json_out.write(("" if first else ",") + "\n" + json.dumps(head, ensure_ascii=False)[:-1] + ', "tables": [')
-    when = "".join(f"<li>{_e(entry['when']['en'])} <small>({_e(entry['when']['da'])})</small></li>"
-                   for entry in schedule) or "<li>nothing held</li>"
-    html_out.write(
-        f"<section><h2>{_e(rule.category.en)}<br><small>{_e(rule.category.da)}</small></h2>"
-        f"<p><b>Rule:</b> <code>{rule.id}</code></p>"
-        f"<p><b>Legal basis:</b> {_e(rule.legal_basis.en)}<br><small>{_e(rule.legal_basis.da)}</small></p>"
-        f"<p><b>Deleted:</b></p><ul>{when}</ul>"
-        f"<p><b>Erasure on request:</b> {_e(erasure['en'])}</p>")
+    report.write(
+        f"<section><h2>{report.pick(rule.category)}</h2>"
+        f"<p><b>{report.say('legal_basis')}:</b> {report.pick(rule.legal_basis)}</p>"
+        f"<p><b>{report.say('erasure')}:</b> {report.pick(erasure)}</p>")
+
+
+def _write_deletion(report: _Report, rule: Rule, schedule: list[dict], held: int, as_of: dt.date) -> None:
+    """Whether the category's data will be deleted and when, or was (written after its rows are counted)."""
+    lines = []
+    for entry in schedule:
+        if entry["deleted_on"] is None:  # an active customer: the clock has not started
+            period = report.words["years"].format(n=rule.period_years)
+            lines.append(report.say("kept_active", period=period) if rule.period_years
+                         else report.say("kept_active_now"))
+            continue
+        day = dt.date.fromisoformat(entry["deleted_on"])
+        verdict = "will" if day > as_of else "due" if held else "was"
+        prefix = report.say("fiscal", year=entry["fiscal_year"]) if "fiscal_year" in entry else ""
+        lines.append(prefix + report.say(verdict, day=day))
+    if not lines:
+        lines.append(report.say("none_held"))
+    report.write(f"<p><b>{report.say('deletion')}:</b></p><ul>" + "".join(f"<li>{line}</li>" for line in lines)
+                 + "</ul>")
 
 
 def _e(value) -> str:
     return html.escape(str(value))
-
-
-def _cell(value) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    if len(text) > CELL_CHARS:
-        text = text[:CELL_CHARS] + f"… ({len(text)} characters; whole in the JSON file)"
-    return _e(text)

@@ -99,8 +99,8 @@ def targets(policy: Policy, active: bool, customer: str = "%(customer_id)s") -> 
                 elif kept.where is None:
                     result.append(Target(rule, item, False, own, kept.reason))
                 else:
-                    result.append(Target(rule, item, False, f"{own} AND ({kept.where})", kept.reason))
-                    result.append(Target(rule, item, True, f"{own} AND NOT ({kept.where})"))
+                    result.append(Target(rule, item, False, f"{own} AND {kept.where.sql()}", kept.reason))
+                    result.append(Target(rule, item, True, f"{own} AND NOT {kept.where.sql()}"))
     return result
 
 

@@ -8,13 +8,14 @@ and when a run misses its deadline:
 | --- | --- | --- |
 | `customer_offboarding` | the run was queued (the trigger) | not finished `LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES` (default 30) later: PBX/SIP deletion and its verification not done |
 | each daily purge | its scheduled time (logical date, 02:00) | not finished by `LIFECYCLE_PURGE_DEADLINE` local time (default 06:00) |
+| `data_subject_access`, `data_subject_erasure` | the run was queued (the request) | not answered 28 days later: before the one-month limit of GDPR Art. 12(3) in every month |
 
 Failures reach the team through `LifecycleNotifier` (every task's `on_failure_callback`,
 via `airflow_support.DEFAULT_ARGS`); deadlines through Airflow's `DeadlineAlert` with an
 `AsyncCallback` (`deadline_missed`) that runs in the triggerer. Both deliver through the
-channel in `LIFECYCLE_ALERT_CHANNEL`:
+channel in `LIFECYCLE_ALERT_CHANNEL` (unset: `smtp` when its connection exists, else `log`):
 
-- `smtp` (default): e-mail through the Airflow SMTP connection `LIFECYCLE_ALERT_SMTP_CONN_ID`
+- `smtp`: e-mail through the Airflow SMTP connection `LIFECYCLE_ALERT_SMTP_CONN_ID`
   (default `smtp_default`) to `LIFECYCLE_ALERT_TO`, from `LIFECYCLE_ALERT_FROM`;
 - `log`: a warning in the log of the task or the triggerer;
 - `package.module:function`: any callable taking the `Alert` (sync or async), e.g. a chat webhook.
@@ -43,9 +44,9 @@ import inspect
 import logging
 import os
 
+from airflow.sdk import DAG
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TIMEZONE
 
 log = logging.getLogger("telco_lifecycle.workflows.alerts")
@@ -55,7 +56,6 @@ ALL_RULES = "all"  # the rule tag of retention_verification's checks, which cove
 
 def setting(name: str) -> str:
     defaults = {
-        "LIFECYCLE_ALERT_CHANNEL": "smtp",
         "LIFECYCLE_ALERT_SMTP_CONN_ID": "smtp_default",
         "LIFECYCLE_ALERT_TO": "data-team@localhost",
         "LIFECYCLE_ALERT_FROM": "airflow-lifecycle@localhost",
@@ -111,8 +111,8 @@ def _base_url() -> str:
     return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
 
 
-def _channel():
-    channel = setting("LIFECYCLE_ALERT_CHANNEL")
+def _channel(smtp_configured: bool):
+    channel = os.environ.get("LIFECYCLE_ALERT_CHANNEL") or ("smtp" if smtp_configured else "log")
     if channel in ("smtp", "log"):
         return channel
     module, _, name = channel.partition(":")
@@ -121,7 +121,14 @@ def _channel():
 
 def deliver(alert: Alert) -> None:
     """Send `alert` through the configured channel (from a task or the dag processor)."""
-    channel = _channel()
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        smtp_configured = bool(Connection.get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+    except AirflowNotFoundException:
+        smtp_configured = False
+    channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -136,7 +143,14 @@ def deliver(alert: Alert) -> None:
 
 async def adeliver(alert: Alert) -> None:
     """Send `alert` through the configured channel without blocking (from the triggerer)."""
-    channel = _channel()
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        smtp_configured = bool(await Connection.async_get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+    except AirflowNotFoundException:
+        smtp_configured = False
+    channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
@@ -161,6 +175,8 @@ def _email(alert: Alert) -> dict:
 
 def _rules_of_dag(dag) -> tuple[str, ...]:
     """A lifecycle DAG carries the ids of the rules it applies among its tags."""
+    from telco_lifecycle.policy import load_policy
+
     rule_ids = [rule.id for rule in load_policy().rules]
     return tuple(tag for tag in rule_ids if dag is not None and tag in (dag.tags or ()))
 
@@ -204,11 +220,41 @@ class LifecycleNotifier(BaseNotifier):
 
 # --- Deadlines -------------------------------------------------------------------------
 
+class DeadlineDag(DAG):
+    """A DAG with `DeadlineAlert`s whose `test()` (`airflow dags test`, the demo, the tests)
+    runs without them. Airflow 3.3.2's `dag.test()` runs the scheduler's code on a DAG it
+    serialised and deserialised itself, so `dag.deadline` holds the encoded alerts (dicts);
+    the metadata database's copy holds the `deadline_alert` ids that `SerializedDagModel`
+    puts in their place. When the run succeeds, `DagRun.update_state` looks each entry up
+    as an id (`DeadlineAlert.get_by_id`) and the query cannot bind a dict (apache/airflow#73428).
+    Deadlines are the scheduler's business: the DAG the scheduler runs (parsed by the dag
+    processor, and the copy `dag.test()` itself writes to the metadata database) keeps them."""
+
+    def test(self, *args, **kwargs):
+        deadline, self.deadline = self.deadline, None
+        try:
+            return super().test(*args, **kwargs)
+        finally:
+            self.deadline = deadline
+
+
+def deadline_dag(**kwargs):
+    """`airflow.sdk.dag(**kwargs)` building a DeadlineDag (Airflow's own hook for the class)."""
+    from airflow.sdk import dag
+
+    return dag(__DAG_class=DeadlineDag, **kwargs)
+
+
 async def deadline_missed(context: dict, event: str, rules: list[str]) -> None:
     """The `AsyncCallback` of the lifecycle's `DeadlineAlert`s (runs in the triggerer).
     `context` is what Airflow gives a deadline callback: the run (as the REST API shows it)
-    and the deadline."""
+    and the deadline. A run that has already ended (failed, or succeeded before Airflow
+    pruned its deadline) is past the point where the alert helps: nothing is sent."""
     run = context["dag_run"]
+    if run.get("state") in ("success", "failed"):
+        log.info("deadline of %s %s passed after the run ended (%s): no alert", run["dag_id"], run["dag_run_id"],
+                 run["state"])
+        return
     await adeliver(Alert(event, run["dag_id"], run["dag_run_id"], rules=tuple(rules),
                          facts={**_run_facts(run.get("conf") or {}),
                                 "deadline": str(context["deadline"]["deadline_time"])}))
@@ -225,6 +271,22 @@ def offboarding_deadline():
         callback=AsyncCallback(deadline_missed, kwargs={
             "event": f"PBX/SIP deletion not finished within {minutes} min of the trigger",
             "rules": ["pbx_sip_config"]}))
+
+
+REQUEST_ALERT_DAYS = 28  # a fixed interval never later than one calendar month after the request
+
+
+def request_deadline(kind: str):
+    """A data-subject request must be answered within one month (GDPR Art. 12(3)); Airflow's
+    interval is fixed, so the alert comes after 28 days, before the limit in every month."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(days=REQUEST_ALERT_DAYS),
+        name="answer_within_one_month",
+        callback=AsyncCallback(deadline_missed, kwargs={
+            "event": f"{kind} request not answered {REQUEST_ALERT_DAYS} days after it came in"
+                     " (legal limit: one month)", "rules": []}))
 
 
 def purge_deadline(rule_id: str, schedule: str):
@@ -263,6 +325,8 @@ def metrics_of(task_id: str, result, dag_rules: tuple[str, ...] = ()) -> list[tu
                 outcome = "passed" if all(r["success"] for r in result if r["rule"] == rule) else "failed"
                 metrics.append((f"lifecycle.verification.{outcome}.{rule}", 1, {"rule": rule}))
     elif isinstance(result, dict) and not result.get("dry_run") and "verification" not in result:
+        from telco_lifecycle.policy import load_policy
+
         policy = load_policy()
         rules = []
         for table, rows in (result.get("removed") or result.get("deleted") or {}).items():

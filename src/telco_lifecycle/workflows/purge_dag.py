@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.alerts import purge_deadline
+from telco_lifecycle.workflows.alerts import deadline_dag, purge_deadline
 from telco_lifecycle.workflows.common import (
     DEFAULT_ARGS,
     START_DATE,
@@ -31,7 +31,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
     plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
     run when nothing is due."""
 
-    @dag(
+    @deadline_dag(
         dag_id=dag_id,
         schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
         start_date=START_DATE,
