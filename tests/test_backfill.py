@@ -22,7 +22,7 @@ from telco_lifecycle.rules import retention
 
 POLICY = load_policy()
 RULES = [rule.id for rule in POLICY.rules if rule.trigger == "schedule"]
-MARKS = {item.table: [c for c in item.kept_columns if c.endswith(retention.PURGED_MARK)]
+MARKS = {item.table: item.purged_marks
          for rule in POLICY.rules for item in rule.data if item.action == "anonymise"}
 MONTH = [ANCHOR - dt.timedelta(days=n) for n in range(30, -1, -1)]  # the month up to the anchor
 

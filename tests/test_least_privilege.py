@@ -47,7 +47,7 @@ def test_update_grants_are_exactly_the_columns_the_lifecycle_updates(telco):
         for privilege in ("INSERT", "TRUNCATE", "REFERENCES", "TRIGGER"):
             assert not telco.scalar("SELECT has_table_privilege(%s, %s, %s)", (ROLE, table, privilege))
     updated = {(item.table, column) for rule in policy.rules for item in rule.data if item.action == "anonymise"
-               for column in [*item.columns, *(c for c in item.kept_columns if c.endswith(retention.PURGED_MARK))]}
+               for column in [*item.columns, *item.purged_marks]}
     updated |= {("customers", "relationship_ended_on"),  # offboarding
                 ("legal_holds", "released_on"), ("legal_holds", "released_by")}  # releasing a hold
     granted = set(telco.rows("SELECT table_name::text, column_name::text FROM information_schema.column_privileges"
