@@ -19,7 +19,6 @@ material are kept: the daily retention DAGs remove them when their time comes.
 """
 
 from airflow.sdk import Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.workflows.alerts import deadline_dag, offboarding_deadline
 from telco_lifecycle.workflows.common import (
@@ -31,6 +30,7 @@ from telco_lifecycle.workflows.common import (
     dry_run_param,
     requested_by_param,
 )
+from telco_lifecycle.workflows.refusals import refuse
 
 
 @deadline_dag(
@@ -70,7 +70,7 @@ def customer_offboarding():
         try:
             result = offboarding.offboard(conn, _request(context), run_context(context))
         except (UnknownCustomer, offboarding.OffboardingRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(context, refused)
         finally:
             conn.close()
         print(result["message"])

@@ -24,7 +24,6 @@ the run with that message and nothing is written. A legal hold does not block ac
 """
 
 from airflow.sdk import Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
 from telco_lifecycle.workflows.common import (
@@ -35,6 +34,7 @@ from telco_lifecycle.workflows.common import (
     customer_id_param,
     requested_by_param,
 )
+from telco_lifecycle.workflows.refusals import refuse
 
 
 @deadline_dag(
@@ -69,7 +69,7 @@ def data_subject_access():
             result = subject_access.export(conn, int(params["customer_id"]), params["requested_by"],
                                            run_date(context), run_context(context), params.get("language") or "da")
         except UnknownCustomer as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(context, refused)
         finally:
             conn.close()
         print(f"customer {result['customer_id']}: {sum(result['rows'].values())} row(s) exported,"

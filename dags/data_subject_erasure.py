@@ -36,6 +36,7 @@ from telco_lifecycle.workflows.common import (
     dry_run_param,
     requested_by_param,
 )
+from telco_lifecycle.workflows.refusals import refuse
 
 
 class ErasureApproval(ApprovalOperator):
@@ -78,7 +79,7 @@ def data_subject_erasure():
         try:
             planned = erasure.plan(conn, int(context["params"]["customer_id"]), run_date(context))
         except (UnknownCustomer, erasure.ErasureRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(get_current_context(), refused)
         finally:
             conn.close()
         return {**planned, "approval_body": erasure.approval_body(planned)}
@@ -91,7 +92,7 @@ def data_subject_erasure():
         try:
             required = erasure.approval_required()
         except erasure.ErasureRefused as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(get_current_context(), refused)
         needed = required and not get_current_context()["params"]["dry_run"]
         print(f"approval {'required' if needed else 'not required'} ({erasure.APPROVAL_SETTING}="
               f"{'true' if required else 'false'})")
@@ -124,7 +125,7 @@ def data_subject_erasure():
         try:
             result = erasure.erase(conn, planned, params["requested_by"], approval, dry_run, run_context(context))
         except (UnknownCustomer, erasure.ErasureRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(get_current_context(), refused)
         finally:
             conn.close()
         print(result["message"])

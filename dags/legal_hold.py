@@ -29,6 +29,7 @@ from telco_lifecycle.workflows.common import (
     customer_id_param,
     requested_by_param,
 )
+from telco_lifecycle.workflows.refusals import refuse
 
 
 @dag(
@@ -58,8 +59,6 @@ def legal_hold():
     @task(retries=0)
     def apply_legal_hold() -> dict:
         """Place or release the hold in one transaction with its audit row."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.rules import legal_holds
         from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
@@ -72,7 +71,7 @@ def legal_hold():
         try:
             result = legal_holds.apply(conn, request, run_context(context))
         except (UnknownCustomer, legal_holds.LegalHoldRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
+            refuse(context, refused)
         finally:
             conn.close()
         print(result["message"])

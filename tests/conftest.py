@@ -120,6 +120,13 @@ class TelcoDatabase:
         with self.conn.cursor() as cur:
             cur.execute(sql, params)
 
+    def refusal(self, run_id: str) -> tuple[str | None, str]:
+        """A refused run's only audit row: (rule, reason); it must be its only row."""
+        [(action, rule, reason)] = self.rows("SELECT action, rule, details->>'reason' FROM lifecycle_audit"
+                                             " WHERE run_id = %s", (run_id,))
+        assert action == "refused" and reason, (action, reason)
+        return rule, reason
+
     def fingerprint(self, exclude: tuple[str, ...] = ("lifecycle_audit",)) -> dict[str, str]:
         """md5 of every table's full content: proves that nothing changed."""
         tables = [r[0] for r in self.rows(

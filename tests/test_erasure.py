@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from telco_lifecycle.evidence.refusals import statement_stem
+
 RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 ACCOUNTING = ("invoices", "payments")
 
@@ -152,17 +154,23 @@ def test_crm_purge_writes_nothing_for_a_customer_erased_before(telco, run_dag, n
 
 def test_legal_hold_blocks_everything(telco, run_dag, no_approval):
     customer = telco.scalar("SELECT customer_id FROM legal_holds WHERE released_on IS NULL ORDER BY 1 LIMIT 1")
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    reason = telco.refusal(dag_run.run_id)[1]
+    assert "hold" in reason
+    statement = statement_stem("data_subject_erasure", customer, dag_run.run_id)
+    assert reason in statement.with_suffix(".html").read_text(encoding="utf-8")
+    assert json.loads(statement.with_suffix(".json").read_text())["reason"] == reason
 
 
 def test_unknown_customer_fails_and_changes_nothing(telco, run_dag, no_approval):
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = run_dag("data_subject_erasure", {"customer_id": 987654321, "requested_by": "test"}, RUN_DATE)
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    assert "987654321" in telco.refusal(dag_run.run_id)[1]
 
 
 @pytest.mark.parametrize("conf, problem", [

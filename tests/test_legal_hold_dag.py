@@ -31,10 +31,11 @@ def test_place_repeat_and_release(telco, run_dag):
 
 @pytest.mark.parametrize("customer, action", [(CUSTOMER, "release"), (987654321, "place")])
 def test_refusals_change_nothing(telco, run_dag, customer, action):
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = hold(run_dag, customer, action, "SKP-NONE")
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    assert telco.refusal(dag_run.run_id)[1]
 
 
 @pytest.mark.parametrize("conf, problem", [

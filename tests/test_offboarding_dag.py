@@ -74,19 +74,22 @@ def test_second_offboarding_is_a_no_op_that_says_so(telco, run_dag):
 def test_legal_hold_blocks_offboarding(telco, run_dag):
     customer = active_customer_with_config(telco, held=True)
     assert customer is not None, "the seed places holds on some active customers with configuration"
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
 
     dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
 
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    rule, reason = telco.refusal(dag_run.run_id)  # the refusal is an outcome with its reason
+    assert rule == "pbx_sip_config" and "legal hold" in reason
 
 
 def test_unknown_customer_fails_and_changes_nothing(telco, run_dag):
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = run_dag("customer_offboarding", {"customer_id": 987654321, "requested_by": "test"})
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    assert "987654321" in telco.refusal(dag_run.run_id)[1]
 
 
 @pytest.mark.parametrize("conf, problem", [
@@ -109,8 +112,9 @@ def test_bad_params_are_rejected_before_anything_runs(telco, run_dag, conf, prob
 
 def test_end_date_in_the_future_is_refused(telco, run_dag):
     customer = active_customer_with_config(telco)
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "t",
                                                   "relationship_end": "2999-01-01"})
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before
+    assert "2999-01-01" in telco.refusal(dag_run.run_id)[1]

@@ -101,7 +101,7 @@ def test_status_page_renders_in_the_airflow_ui(page, e2e, screenshots_dir, overd
     view = page.frame_locator("iframe")
     expect(view.locator("h1")).to_have_text("Retention status")
     for rule in load_policy().rules:
-        expect(view.locator("table")).to_contain_text(rule.id)
+        expect(view.locator("table.rules")).to_contain_text(rule.id)
     expect(view.locator(".headline")).to_contain_text("past its deadline")
     expect(view.locator("#requests")).to_have_text("Requests")
     expect(view.locator("table.requests")).to_contain_text(run_label(waiting_erasure["run_id"]))

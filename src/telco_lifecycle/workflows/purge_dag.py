@@ -57,13 +57,14 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
             from telco_lifecycle.evidence.retention_checks import snapshot
             from telco_lifecycle.rules.retention import RetentionRefused, check_as_of, describe_counts, plan
             from telco_lifecycle.workflows.common import as_of_date, run_date, telco_connection
+            from telco_lifecycle.workflows.refusals import refuse
 
             context = get_current_context()
             as_of = as_of_date(context, context["params"])
             try:
                 check_as_of(as_of, run_date(context))
             except RetentionRefused as refused:
-                raise AirflowFailException(str(refused)) from refused
+                refuse(context, refused)
             conn = telco_connection()
             try:
                 planned = plan(conn, rule_id, as_of)

@@ -214,7 +214,7 @@ def render_html(status: dict) -> str:
  <a href="{URL_PREFIX}/api/status?as_of={status['as_of']}">JSON</a></form>
 {headline}
 <p>Legal holds in force: <b>{holds['holds']}</b> (customers: {holds['customers']}).</p>
-<table>
+<table class=rules>
 <tr><th>rule</th><th>due today</th><th>overdue</th><th>due in the next {status['window_days']} days</th>
 <th>kept by a legal hold</th><th>last successful purge</th><th>last verification</th></tr>
 {''.join(rows)}
