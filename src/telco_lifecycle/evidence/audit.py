@@ -114,8 +114,8 @@ LEDGER_ACTIONS = frozenset({"delete", "anonymise", "drop_partition", "erase_on_r
 
 
 # What a restore's reconciliation needs to do the action again (rules/restore.py): the
-# end date an offboarding set, the case a hold belongs to.
-REPLAY_DETAILS = ("relationship_ended_on", "case_reference")
+# end date an offboarding set, the hold and its case.
+REPLAY_DETAILS = ("relationship_ended_on", "case_reference", "legal_hold_id")
 
 
 def ledger_entry(event: dict) -> dict:

@@ -76,8 +76,10 @@ def prepare(anchor) -> str:
     env = localenv.local_environment()
     os.environ.update(env)
     from telco_lifecycle.evidence.audit_report import log_folder
+    from telco_lifecycle.evidence.store import evidence_dir
 
     shutil.rmtree(log_folder(), ignore_errors=True)  # task logs of the dropped database's runs
+    shutil.rmtree(evidence_dir(), ignore_errors=True)  # its ledger and checkpoints
     from telco_lifecycle.database import connect
     from telco_lifecycle.local.seed import seed
     from telco_lifecycle.migrations import migrate
@@ -145,6 +147,7 @@ def main() -> None:
         walk_retention(anchor)
         print_audit_report()
         certificate(url, customer)
+        restore_drill(url)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line and exit status 1
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         import traceback
@@ -230,6 +233,80 @@ def certificate(url: str, customer: int) -> None:
         conn.close()
     say(f"{6 + len(WALK_YEARS)}. Deletion certificate of customer {customer} (rules applied:"
         f" {', '.join(issued['rules_applied'])}): {issued['html']}")
+
+
+def restore_drill(url: str) -> None:
+    """What an operator does after restoring a backup: back up, offboard and erase a customer
+    and run the purges, restore the backup, see the purge refuse, reconcile, compare."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.restore_detection import find_gap
+    from telco_lifecycle.local import env as localenv
+    from telco_lifecycle.settings import TIMEZONE, with_database
+
+    os.environ.setdefault("LIFECYCLE_ALERT_CHANNEL", "log")  # the refusal's alert, in the log
+    server, name = localenv.server_url(), localenv.telco_database_name()
+    today = dt.datetime.now(ZoneInfo(TIMEZONE)).date()
+    _copy_database(server, name, f"{name}_backup")
+    customer = demo_customer(url)
+    run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "make demo"}, moment(today, 3))
+    run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "make demo"}, moment(today, 3))
+    for dag_id in RETENTION_DAGS:
+        run_dag(dag_id, {}, moment(today, 3))
+    before = _governed_tables(url)
+    _copy_database(server, f"{name}_backup", name)
+    localenv.drop_database(server, f"{name}_backup")
+    say(f"{8 + len(WALK_YEARS)}. Restored a backup taken before customer {customer}'s offboarding and erasure:")
+    try:
+        run_dag("crm_retention", {}, moment(today, 4))
+    except DemoFailed:
+        conn = connect(with_database(server, name))
+        say(f"   crm_retention refused: {find_gap(conn).describe()}")
+        conn.close()
+    planned = run_dag("restore_reconciliation", {"requested_by": "make demo", "dry_run": True})["reconcile"]
+    say(f"   dry run: would re-apply {planned['ledger_entries']} ledger entries in {len(planned['steps'])} step(s)")
+    report = run_dag("restore_reconciliation", {"requested_by": "make demo"})["write_report"]
+    same = _governed_tables(url) == before
+    say(f"   restore_reconciliation: {report['ledger_entries']} ledger entries re-applied, {report['checks']} Great"
+        f" Expectations checks passed; governed tables {'identical to' if same else 'DIFFERENT FROM'} before the"
+        f" restore; report {report['report']}")
+    again = run_dag("restore_reconciliation", {"requested_by": "make demo"})["reconcile"]
+    say(f"   again: {again['message'].split(':')[0]}")
+    if not same or again["steps"]:
+        raise DemoFailed("the reconciliation did not bring the database back to the ledger's state")
+
+
+def _copy_database(server: str, source: str, target: str) -> None:
+    """`target` re-created as a copy of `source` (a backup, or its restore)."""
+    import psycopg2
+
+    from telco_lifecycle.local import env as localenv
+    from telco_lifecycle.settings import with_database
+
+    localenv.drop_database(server, target)
+    admin = psycopg2.connect(with_database(server, "postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (source,))
+        cur.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+    admin.close()
+
+
+def _governed_tables(url: str) -> dict[str, str]:
+    """md5 of each governed table's whole content."""
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.policy import load_policy
+
+    conn = connect(url)
+    with conn.cursor() as cur:
+        result = {}
+        for table in sorted({t for rule in load_policy().rules for t in rule.tables}):
+            cur.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {table} t")
+            result[table] = cur.fetchone()[0]
+    conn.close()
+    return result
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def reconcile(conn, run: audit.RunContext, requested_by: str, dry_run: bool = Fa
             for step in planned:
                 _reapply(conn, step, run, requested_by)
             if planned:
-                _record_reconciled(conn, gap, run, requested_by)
+                _record_reconciled(conn, gap, run)
     return summary(gap, planned, dry_run)
 
 
@@ -130,21 +130,33 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
 
 
 def _hold(conn, step: dict, as_of: dt.date, who: str, run: audit.RunContext) -> None:
-    entry = step["entries"][0]
+    """Place or release the hold again. Its case reference comes from the ledger; where the
+    ledger has none, a placed hold gets one naming the ledger entry (the protection first;
+    the report lists it), and a release finds its case by the hold's id (the restored
+    sequence gives a hold placed again the id it had)."""
+    entry, customer = step["entries"][0], step["customers"][0]
+    if entry["action"] == "place_legal_hold":
+        case = entry.get("case_reference") or f"restored hold, ledger audit #{entry['audit_id']}"
+        legal_holds.apply(conn, legal_holds.HoldRequest(customer, "place", case, who, as_of), run)
+        return
     case = entry.get("case_reference")
+    if not case and entry.get("legal_hold_id") is not None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT case_reference FROM legal_holds WHERE legal_hold_id = %s AND customer_id = %s",
+                        (entry["legal_hold_id"], customer))
+            row = cur.fetchone()
+        conn.rollback()
+        case = row[0] if row else None
     if not case:
-        raise ReconciliationRefused(f"ledger entry of audit row #{entry['audit_id']} does not name the hold's case;"
-                                    " the hold cannot be placed or released again")
-    action = "place" if entry["action"] == "place_legal_hold" else "release"
-    request = legal_holds.HoldRequest(step["customers"][0], action, case, who, as_of)
+        raise ReconciliationRefused(f"ledger entry of audit row #{entry['audit_id']} releases a hold of customer"
+                                    f" {customer} that cannot be found; release it by hand (legal_hold DAG)")
     try:
-        legal_holds.apply(conn, request, run)
+        legal_holds.apply(conn, legal_holds.HoldRequest(customer, "release", case, who, as_of), run)
     except legal_holds.LegalHoldRefused:
-        if action != "release":
-            raise  # releasing a hold that is no longer in force is already done
+        pass  # no longer in force: already released
 
 
-def _record_reconciled(conn, gap: Gap, run: audit.RunContext, requested_by: str) -> None:
+def _record_reconciled(conn, gap: Gap, run: audit.RunContext) -> None:
     """Close the run with one row naming the restored head, the ledger's head and the
     signed checkpoints of the lost history (the chain continues from the restored head)."""
     known = {(e["audit_id"], e["row_hash"]) for e in gap.entries}
@@ -154,7 +166,7 @@ def _record_reconciled(conn, gap: Gap, run: audit.RunContext, requested_by: str)
     with transaction(conn) as cur:
         event = audit.record(cur, audit.Action(
             RECONCILED, None, None, None, len(gap.entries), None, False,
-            {"requested_by": requested_by, "restored_head": gap.head["audit_id"] if gap.head else None,
+            {"restored_head": gap.head["audit_id"] if gap.head else None,
              "ledger_head": {"audit_id": last["audit_id"], "row_hash": last["row_hash"]},
              "superseded_checkpoints": superseded}), run)
     audit.emit([event])

@@ -1,7 +1,9 @@
 """Alerts and metrics of the lifecycle DAGs.
 
 **Alerts** tell the data team when a lifecycle task fails (a failed verification names
-its rules, tables and offending row counts; overdue data fails `retention_verification`)
+its rules, tables and offending row counts; overdue data fails `retention_verification`;
+a purge or `retention_verification` on a database restored from a backup, behind the deletion
+ledger, is the event "restored database: deletions stopped until restore_reconciliation")
 and when a run misses its deadline:
 
 | deadline | reference | when it is missed |
