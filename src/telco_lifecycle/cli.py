@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cdrs-per-customer", type=int, default=100)
-    p.add_argument("--anchor-date", type=dt.date.fromisoformat, help="the data's 'today' (default: today)")
+    p.add_argument("--anchor-date", type=dt.date.fromisoformat,
+                   help="the data's 'today' (default: today; not after today)")
     sub.add_parser("env", help="start the local PostgreSQL if needed; print the environment as shell exports")
     sub.add_parser("stop-server", help="stop the embedded PostgreSQL under .lifecycle/")
     p = sub.add_parser("policy", help="validate the retention policy and print its rules")
@@ -84,9 +85,14 @@ def _grant_login(args) -> None:
 
 def _seed(args) -> None:
     from telco_lifecycle.database import connect
+    from telco_lifecycle.guards import FutureDateRefused, refuse_future_dates
     from telco_lifecycle.local.seed import seed
 
     conn = connect(settings.telco_database_url(args.database_url))
+    try:  # data dated after today would be data from the future
+        refuse_future_dates(conn, {"--anchor-date": args.anchor_date})
+    except FutureDateRefused as refused:
+        raise SystemExit(str(refused)) from refused
     counts = seed(conn, args.customers, args.seed, args.anchor_date, args.cdrs_per_customer)
     print(json.dumps(counts, indent=2))
 

@@ -20,8 +20,50 @@ LOCAL_TZ = ZoneInfo(TIMEZONE)
 START_DATE = dt.datetime(2015, 1, 1, tzinfo=LOCAL_TZ)
 TEMPLATE_SEARCHPATH = [str(sql_dir())]
 TAGS = ["data-lifecycle"]
-# Every task: a failure alerts the data team, a success reports its metrics (alerts.py).
+# The dates a run may carry: none of them may be after today (`guard_task`).
+DATE_PARAMS = ("as_of", "relationship_end", "returned_on", "period_start", "period_end")
+
+
+def guard_task(context) -> None:
+    """Before every lifecycle task reads or changes anything (its `pre_execute`, so no task
+    can leave it out): a trigger key the DAG does not declare, a run date or date param
+    after today (the database server's date, `guards`), or a policy naming what the live
+    schema lacks fails the task at once, without retries, with the one-line reason, recorded
+    as the run's outcome (workflows.refusals)."""
+    from telco_lifecycle.errors import Refused
+    from telco_lifecycle.guards import refuse_future_dates, refuse_unknown_keys
+    from telco_lifecycle.policy import PolicyError, check_schema
+
+    params = context.get("params") or {}
+    try:
+        refuse_unknown_keys(context["dag_run"].conf or {}, context["dag"].params.keys())
+        dates = {"the run's date": run_date(context)} | {name: _date(params.get(name)) for name in DATE_PARAMS}
+        conn = telco_connection()
+        try:
+            refuse_future_dates(conn, dates)
+            with conn.cursor() as cur:
+                check_schema(cur)
+            conn.rollback()
+        finally:
+            conn.close()
+    except (Refused, PolicyError) as refused:
+        from telco_lifecycle.workflows.refusals import refuse
+
+        refuse(context, refused)
+
+
+def _date(value) -> dt.date | None:
+    """A date param's value (the Param schema refuses malformed ones before the run starts)."""
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
+# Every task: the guards first; a failure alerts the data team, a success reports its
+# metrics (alerts.py).
 DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": dt.timedelta(minutes=1),
+                "pre_execute": guard_task,
                 "on_failure_callback": LifecycleNotifier(), "on_success_callback": task_succeeded}
 
 
