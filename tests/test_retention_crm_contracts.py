@@ -96,7 +96,8 @@ def test_legal_hold_blocks_then_release_purges(telco, run_dag):
 
 
 def test_as_of_after_the_run_date_is_refused(telco, run_dag):
-    before = telco.fingerprint(exclude=())
+    before = telco.fingerprint()
     dag_run, _ = run_dag("crm_retention", {"as_of": "2031-01-01"}, at(D(2026, 6, 15)))
     assert dag_run.state == "failed"
-    assert telco.fingerprint(exclude=()) == before
+    assert telco.fingerprint() == before  # the refusal is recorded (audit row `refused`), nothing else
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE action = 'refused'") == 1
