@@ -18,6 +18,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, t
 from airflow.sdk.exceptions import AirflowFailException
 
 from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.audit_chain import verify_audit_chain_task
 from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
 
 
@@ -75,6 +76,7 @@ def audit_report():
                                               "customers_removed", "rows_removed", "html", "csv", "json")}
 
     audit_report()
+    verify_audit_chain_task()
 
 
 audit_report()

@@ -8,7 +8,9 @@ in PostgreSQL (no table is pulled into pandas):
 - for every rule, nothing past its deadline remains at `as_of` (customers under a
   legal hold in force excepted);
 - no ended customer has PBX/SIP configuration;
-- no data of a customer under a hold in force was removed after the hold was placed.
+- no data of a customer under a hold in force was removed after the hold was placed;
+- the audit chain verifies against every signed checkpoint, after a checkpoint of its
+  head is written (`verify_audit_chain`, as `lifecycle audit verify`).
 
 First it compares the database's audit trail with the deletion ledger outside it: a
 database restored from a backup (behind the ledger) fails the run, with an alert naming
@@ -23,6 +25,7 @@ of the purge, are the last task of every retention DAG.
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.audit_chain import verify_audit_chain_task
 from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
 
 
@@ -63,6 +66,7 @@ def retention_verification():
         return {"as_of": as_of.isoformat(), "verification": "passed", "checks": len(results)}
 
     verify_all_rules()
+    verify_audit_chain_task()
 
 
 retention_verification()

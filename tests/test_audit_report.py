@@ -90,19 +90,19 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     assert not leaks, f"personal data in logs or reports: {sorted(leaks)[:5]}"
 
 
-def test_missing_event_and_row_without_event_are_mismatches(telco, run_dag, task_logs):
+def test_missing_events_are_told_apart_from_retries_and_console_runs(telco, run_dag, task_logs):
     customer = active_customer_with_config(telco)
     run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
     period = today_period()
     assert build(telco, period)["ok"]
-    # an event removed from its task log
+    # the event of the offboarding's transaction removed from its task log: its links are missing
     log = next(task_logs.rglob("task_id=offboard_customer/attempt=1.log"))
     lines = log.read_text().splitlines(keepends=True)
     events = [audit.parse_event(json.loads(line)["event"]) for line in lines]
-    dropped = next(i for i, event in enumerate(events) if event and event["table_name"] == "pbx_configs")
-    removed_id = events[dropped]["audit_id"]
+    dropped = next(i for i, event in enumerate(events) if event)
+    links = [link["seq"] for link in events[dropped]["links"]]
     log.write_text("".join(lines[:dropped] + lines[dropped + 1:]))
-    # an audit row whose event was never logged
+    # a record written and committed by a run that crashed before its log and its ledger entry
     conn = connect(telco.url)
     with transaction(conn) as cur:
         silent = audit.record(cur, audit.Action("delete", "pbx_sip_config", customer, "sip_peers", 1), audit.RunContext())
@@ -111,34 +111,41 @@ def test_missing_event_and_row_without_event_are_mismatches(telco, run_dag, task
     summary = build(telco, period)
 
     assert not summary["ok"]
+    missing = "chain link has no event in the task logs (missing)"
     assert [(m["audit_id"], m["problem"]) for m in summary["mismatches"]] == [
-        (removed_id, "audit row has no event in the task logs"),
-        (silent["audit_id"], "audit row has no event in the task logs"),
-    ]
+        *((seq, missing) for seq in links), (silent["seq"], missing)]
     html = Path(summary["html"]).read_text()
     assert html.index("Problems") < html.index("Per rule")
-    with pytest.raises(audit_report.AuditReportFailed, match="2 mismatch"):
+    with pytest.raises(audit_report.AuditReportFailed, match=f"{len(links) + 1} mismatch"):
         audit_report.require_ok(summary)
     dag_run, _ = run_dag("audit_report", period)
     assert dag_run.state == "failed"
 
+    # The retry logged the first try's event; the console-only run reached the ledger.
+    (log.parent / "attempt=2.log").write_text(lines[dropped])
+    audit.emit([silent])
+    summary = build(telco, period)
+    assert summary["ok"] and summary["mismatches"] == []
+    assert [(e["audit_id"], e["explanation"]) for e in summary["explained"]] == [
+        *((seq, "logged by the retry") for seq in links), (silent["seq"], "console-only run")]
 
-def test_altered_event_and_chain_break_are_reported(telco, run_dag, task_logs):
+
+def test_altered_event_and_changed_row_are_reported(telco, run_dag, task_logs):
     customer = active_customer_with_config(telco)
     run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
     log = next(task_logs.rglob("task_id=offboard_customer/attempt=1.log"))
     text = log.read_text()
-    assert '\\"row_count\\": 1, ' in text
-    log.write_text(text.replace('\\"row_count\\": 1, ', '\\"row_count\\": 7, ', 1))
-    telco.execute("ALTER TABLE lifecycle_audit DISABLE TRIGGER lifecycle_audit_no_update_delete")
+    assert '\\"link_hash\\": \\"' in text
+    log.write_text(text.replace('\\"link_hash\\": \\"', '\\"link_hash\\": \\"0', 1))
+    telco.execute("SET session_replication_role = replica")
     telco.execute("UPDATE lifecycle_audit SET row_count = row_count + 1 WHERE audit_id = 3")
-    telco.execute("ALTER TABLE lifecycle_audit ENABLE TRIGGER lifecycle_audit_no_update_delete")
+    telco.execute("SET session_replication_role = origin")
 
     summary = build(telco, today_period())
 
-    assert summary["chain_breaks"] == [{"audit_id": 3, "problem": "row content does not match its hash"}]
-    assert (1, "event in the task log differs from its audit row") in {
-        (m["audit_id"], m["problem"]) for m in summary["mismatches"]}
+    assert summary["chain_breaks"] == [{"audit_id": None,
+                                        "problem": "audit row 3 was changed: its content does not give its hash"}]
+    assert "event in the task log differs from its chain link" in {m["problem"] for m in summary["mismatches"]}
     assert not summary["ok"]
 
 

@@ -139,3 +139,39 @@ def test_a_purge_and_an_erasure_of_the_same_customer_take_locks_in_one_order(tel
         released.result()
     blocker.close()
     assert not [r for r in results if isinstance(r, Exception)], results
+
+
+def test_the_chain_stays_whole_under_exports_holds_offboardings_and_purges_at_once(telco):
+    """Access exports (REPEATABLE READ snapshots), holds placed and released, offboardings
+    and a purge, all at once: every writer extends the latest head (lifecycle_audit_seal
+    locks it), so `lifecycle audit verify` finds nothing."""
+    from telco_lifecycle.evidence import checkpoints, integrity
+    from telco_lifecycle.rules import legal_holds
+    from telco_lifecycle.subjects import access
+
+    active = [r[0] for r in telco.rows("SELECT customer_id FROM customers WHERE relationship_ended_on IS NULL"
+                                       " AND NOT lifecycle_on_hold(customer_id) ORDER BY 1 LIMIT 8")]
+
+    def hold(customer):
+        def call(conn):
+            for action in ("place", "release"):
+                legal_holds.apply(conn, legal_holds.HoldRequest(customer, action, "SKP-C", "test", ANCHOR),
+                                  audit.RunContext("legal_hold", f"hold{customer}{action}"))
+        return call
+
+    results = simultaneously(telco, [
+        lambda conn: retention.purge(conn, "crm_master_data", AS_OF, audit.RunContext("crm_retention", "run")),
+        *(lambda conn, c=c: access.export(conn, c, "test", ANCHOR, audit.RunContext("data_subject_access", f"a{c}"))
+          for c in active[:3]),
+        *(hold(c) for c in active[3:5]),
+        *(lambda conn, c=c: offboarding.offboard(conn, offboarding.OffboardingRequest(c, ANCHOR, "test"),
+                                                 audit.RunContext("customer_offboarding", f"o{c}"))
+          for c in active[5:8])])
+
+    assert not [r for r in results if isinstance(r, Exception)], results
+    checkpoints.flush()
+    conn = connect(telco.url)
+    result = integrity.verify(conn)
+    conn.close()
+    assert result["ok"], result["findings"]
+    assert result["links"] > 10 and result["checkpoints"] >= 1

@@ -85,7 +85,8 @@ def test_legal_hold_blocks_then_release_purges(telco, run_dag):
         dag_run, xcom = run_dag(dag_id, {}, at(D(2026, 6, 15)))
         assert dag_run.state == "success" and xcom["verify_retention"]["skipped_legal_hold"] >= 1
     assert rows_of(telco, 100021) == before
-    skipped = telco.rows("SELECT rule, details->'case_references' FROM lifecycle_audit"
+    skipped = telco.rows("SELECT rule, (SELECT array_agg(h.case_reference) FROM legal_holds h WHERE h.legal_hold_id IN"
+                         " (SELECT jsonb_array_elements_text(details->'legal_hold_ids')::int)) FROM lifecycle_audit"
                          " WHERE customer_id = 100021 AND action = 'skipped_legal_hold' ORDER BY audit_id")
     assert skipped == [("crm_master_data", ["SKP-TEST-1"]), ("archived_contracts", ["SKP-TEST-1"])]
 

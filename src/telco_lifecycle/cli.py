@@ -38,12 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     p = with_db(sub.add_parser("audit-report", help="reconcile the task logs with the audit trail; HTML, CSV, JSON"))
     p.add_argument("--from", dest="period_start", type=dt.date.fromisoformat, required=True, help="first day")
     p.add_argument("--to", dest="period_end", type=dt.date.fromisoformat, required=True, help="last day (inclusive)")
-    p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON)"))
-    p.add_argument("--customer-id", type=int, required=True)
     p = with_db(sub.add_parser("status", help="the Retention status page in the terminal: due and overdue data per"
                                               " rule, open requests and their legal deadline, approvals waiting;"
                                               " exit 1 if data is overdue or a request is past its deadline"))
     p.add_argument("--as-of", type=dt.date.fromisoformat, help="the day to look at (default: today)")
+    p = with_db(sub.add_parser("certificate", help="deletion certificate of one customer (HTML + JSON), or"
+                                                   " `certificate verify FILE`: check one offline"))
+    p.add_argument("verify", nargs="?", choices=["verify"], help="check the certificate FILE")
+    p.add_argument("file", nargs="?", help="the certificate's JSON file (with verify)")
+    p.add_argument("--customer-id", type=int)
+    p.add_argument("--public-key", help="base64 Ed25519 public key (default: LIFECYCLE_SIGNING_PUBLIC_KEY,"
+                                        " else the signing key's)")
+    audit = sub.add_parser("audit", help="`audit verify`: the audit chain against every signed checkpoint")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    p = with_db(audit_sub.add_parser("verify", help="exit 1 naming any changed, deleted, truncated, re-hashed or"
+                                                    " forked part of the audit chain or its checkpoints"))
+    p.add_argument("--public-key", help="base64 Ed25519 public key (default: LIFECYCLE_SIGNING_PUBLIC_KEY,"
+                                        " else the signing key's)")
 
     p = with_db(sub.add_parser("restore-reconcile", help="after a restore, re-apply what the deletion ledger"
                                                         " records after the database's last audit row"))
@@ -51,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requested-by", default=getpass.getuser(), help="who asks (default: your login name)")
 
     args = parser.parse_args(argv)
+    if args.command == "certificate" and not (args.file if args.verify else args.customer_id):
+        parser.error("certificate needs --customer-id N, or verify FILE")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return COMMANDS[args.command](args) or 0
 
@@ -133,7 +146,32 @@ def _audit_report(args) -> int:
     return 0 if summary["ok"] else 1
 
 
-def _certificate(args) -> None:
+def _audit_verify(args) -> int:
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.integrity import verify
+
+    conn = connect(settings.telco_database_url(args.database_url))
+    result = verify(conn, public_key=args.public_key)
+    print(describe_verification(result))
+    return 0 if result["ok"] else 1
+
+
+def describe_verification(result: dict) -> str:
+    state = "verified" if result["ok"] else f"FAILED ({len(result['findings'])} finding(s))"
+    lines = [f"audit chain {state}: {result['records']} record(s) in {result['links']} link(s),"
+             f" {result['checkpoints']} signed checkpoint(s); {result['links_after_last_checkpoint']} link(s)"
+             " after the last checkpoint"]
+    return "\n".join(lines + [f"  - {finding}" for finding in result["findings"]])
+
+
+def _certificate(args) -> int:
+    if args.verify:
+        from telco_lifecycle.evidence.certificate import verify_file
+
+        problems = verify_file(args.file, args.public_key)
+        print(f"certificate {args.file}: " + ("verified" if not problems else "DOES NOT VERIFY")
+              + "".join(f"\n  - {p}" for p in problems))
+        return 1 if problems else 0
     from telco_lifecycle.customers import UnknownCustomer
     from telco_lifecycle.database import connect
     from telco_lifecycle.evidence.certificate import build_certificate
@@ -145,6 +183,7 @@ def _certificate(args) -> None:
         raise SystemExit(str(unknown)) from unknown
     print(f"deletion certificate: {certificate['html']} (rules applied: {', '.join(certificate['rules_applied'])}"
           f"; backed by the audit trail: {certificate['backed_by_audit_trail']})")
+    return 0
 
 
 def _status(args) -> int:
@@ -198,7 +237,8 @@ def _restore_reconcile(args) -> int:
 
 COMMANDS = {"migrate": _migrate, "grant-login": _grant_login, "seed": _seed, "env": _env,
             "stop-server": _stop_server, "policy": _policy, "audit-report": _audit_report,
-            "certificate": _certificate, "status": _status, "restore-reconcile": _restore_reconcile}
+            "certificate": _certificate, "status": _status, "restore-reconcile": _restore_reconcile,
+            "audit": _audit_verify}
 
 if __name__ == "__main__":
     sys.exit(main())

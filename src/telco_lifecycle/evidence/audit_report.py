@@ -1,12 +1,17 @@
-"""The audit report: what the task logs say happened, reconciled with `lifecycle_audit`.
+"""The audit report: what the task logs say happened, reconciled with `lifecycle_audit`,
+the evidence store's ledger, and the signed checkpoints.
 
-The audit events (`audit.emit`) are collected from the Airflow task logs - through the
-REST API when LIFECYCLE_AIRFLOW_API_URL (+ _USERNAME, _PASSWORD) is set and the API
-server is reachable, else from the log folder (AIRFLOW__LOGGING__BASE_LOG_FOLDER, else $AIRFLOW_HOME/logs; Airflow 3 task
-logs are JSON lines) - and loaded into a temporary table, where PostgreSQL checks that
-every event has its row (the row's hash recomputed from the event's own fields), every
-row of the period its event, and that the hash chain is intact. The same logs give
-the verification results and the failed task tries.
+The audit events (`audit.emit`: one per committed transaction, naming its chain links)
+are collected from the Airflow task logs - through the REST API when
+LIFECYCLE_AIRFLOW_API_URL (+ _USERNAME, _PASSWORD) is set and the API server is
+reachable, else from the log folder (AIRFLOW__LOGGING__BASE_LOG_FOLDER, else
+$AIRFLOW_HOME/logs; Airflow 3 task logs are JSON lines). Every chain link sealed in the
+period must have its event with the same hash, and every event its link; a link whose
+own try logged nothing is "logged by the retry" when a later try re-logged it, a
+"console-only run" when its run left no task log at all and its removals are in the
+ledger, else missing. The whole chain is verified against every checkpoint
+(`lifecycle audit verify`) and the head checkpointed. The same logs give the
+verification results and the failed task tries.
 
 The period is [start, end] in Copenhagen dates of `recorded_at` (when the action
 happened); the chart shows rows removed by the day each rule was applied for (`as_of`).
@@ -16,7 +21,6 @@ Nothing personal: ids, tables, counts, run ids, hashes.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import html
@@ -33,7 +37,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from telco_lifecycle.database import transaction
-from telco_lifecycle.evidence.audit import parse_event
+from telco_lifecycle.evidence import checkpoints, integrity
+from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, parse_event
+from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql, reports_dir
 
@@ -41,8 +47,8 @@ log = logging.getLogger("telco_lifecycle.evidence.audit_report")
 
 LOCAL_TZ = ZoneInfo(TIMEZONE)
 VERIFICATION_LOGGER = "telco_lifecycle.evidence.verification"
-VERIFICATION = re.compile(r"^verification \[(?P<rule>[^ /]+) / (?P<table>[^\]]+)\] (?P<check>.*): (?P<verdict>passed|FAILED)")
-BATCH = 1000  # events per INSERT into the temporary table
+VERIFICATION = re.compile(r"^verification \[(?P<rule>[^ /]+) / (?P<table>[^\]]+)\] (?P<check>.*):"
+                          r" (?P<verdict>passed|FAILED)")
 
 
 class AuditReportFailed(RuntimeError):
@@ -202,7 +208,7 @@ def read_logs(source, start: dt.datetime | None = None, end: dt.datetime | None 
             message = str(record.get("event", ""))
             event = parse_event(message) if "AUDIT {" in message else None
             if event is not None:
-                if _within(dt.datetime.fromisoformat(event["recorded_at"]), start, end):
+                if _within(dt.datetime.fromisoformat(str(event["recorded_at"])), start, end):
                     findings.events.append((task_try, event))
                 continue
             moment = _timestamp(record)
@@ -269,25 +275,67 @@ def previous_month(day: dt.date) -> tuple[dt.date, dt.date]:
     return last.replace(day=1), last
 
 
-@contextlib.contextmanager
-def logged_events_table(cur, events: list[tuple[TaskTry, dict]]) -> Iterator[None]:
-    """The events in the temporary table `audit_logged_events` for this transaction."""
-    from psycopg2.extras import execute_values
+# The links sealed in the period, with the run that wrote them (from their records).
+PERIOD_LINKS = """
+SELECT l.link_id, l.seq, l.link_hash, r.dag_id, r.run_id, r.task_id, r.try_number,
+       array_agg(r.audit_id ORDER BY r.audit_id) FILTER (WHERE r.action = ANY (%(ledger_actions)s) AND NOT r.dry_run)
+FROM lifecycle_audit_link l JOIN lifecycle_audit r ON r.link_id = l.link_id
+WHERE l.sealed_at >= %(start)s AND l.sealed_at < %(end)s
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+ORDER BY l.seq
+"""
 
-    cur.execute(read_sql("audit/create_logged_events.sql"))
-    rows = [(e["audit_id"], e["row_hash"], json.dumps(e, default=str), t.dag_id, t.run_id, t.task_id, t.try_number)
-            for t, e in events]
-    for i in range(0, len(rows), BATCH):
-        execute_values(cur, "INSERT INTO audit_logged_events VALUES %s", rows[i:i + BATCH])
-    yield
+
+def reconcile(cur, params: dict, findings: LogFindings) -> tuple[list[dict], list[dict]]:
+    """Every link of the period against the task logs' events and the ledger: the
+    mismatches (problems), and the links explained without their own try's event:
+    "logged by the retry" (a later try of the task logged it: the crash came between
+    commit and log), "console-only run" (the run left no task log at all, as
+    `airflow dags test` does; its removals are in the ledger)."""
+    logged: dict[int, list[tuple[TaskTry, dict]]] = defaultdict(list)
+    for task_try, event in findings.events:
+        for link in event.get("links", []):
+            logged[link["link_id"]].append((task_try, link))
+    runs_with_logs = {(t.dag_id, t.run_id) for t in findings.tries}
+    in_ledger = {entry["audit_id"] for entry in evidence_store().ledger()}
+    cur.execute(PERIOD_LINKS, {**params, "ledger_actions": sorted(LEDGER_ACTIONS)})
+    mismatches, explained, seen = [], [], set()
+    for link_id, seq, link_hash, dag_id, run_id, task_id, try_number, removals in cur.fetchall():
+        seen.add(link_id)
+        row = {"audit_id": seq, "link_id": link_id, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}
+        events = logged.get(link_id, [])
+        if any(e["link_hash"] != link_hash for _, e in events):
+            mismatches.append({**row, "problem": "event in the task log differs from its chain link"})
+        elif any(t.try_number == try_number and t.task_id == task_id for t, _ in events):
+            continue
+        elif events:
+            explained.append({**row, "explanation": "logged by the retry"})
+        elif (dag_id, run_id) not in runs_with_logs and not set(removals or ()) - in_ledger:
+            explained.append({**row, "explanation": "console-only run"})
+        else:
+            mismatches.append({**row, "problem": "chain link has no event in the task logs (missing)"})
+    for link_id, entries in logged.items():
+        if link_id not in seen and not _sealed_elsewhen(cur, link_id):
+            task_try = entries[0][0]
+            mismatches.append({"audit_id": entries[0][1].get("seq"), "link_id": link_id, "dag_id": task_try.dag_id,
+                               "run_id": task_try.run_id, "task_id": task_try.task_id,
+                               "problem": "event in the task log has no chain link"})
+    return mismatches, explained
+
+
+def _sealed_elsewhen(cur, link_id: int) -> bool:
+    """A logged link outside the period (an event read from a log also written in it)."""
+    cur.execute("SELECT 1 FROM lifecycle_audit_link WHERE link_id = %s", (link_id,))
+    return cur.fetchone() is not None
 
 
 def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path | None = None,
                  author: str = "") -> dict:
-    """Reconcile the task logs of [start, end] with the audit trail; write HTML, CSV, JSON.
-    Returns the summary (with the paths); its `ok` is False on any mismatch or chain break.
-    `author` (e.g. "cli") goes into the file names, so that a report made by hand does not
-    overwrite the `audit_report` DAG's report of the same period."""
+    """Reconcile the task logs of [start, end] with the audit trail and the ledger, verify
+    the whole chain against the signed checkpoints, and checkpoint the head; write HTML,
+    CSV, JSON. Returns the summary (with the paths); its `ok` is False on any mismatch or
+    verification finding. `author` (e.g. "cli") goes into the file names, so that a report
+    made by hand does not overwrite the `audit_report` DAG's report of the same period."""
     source = source or log_source()
     lower, upper = period_bounds(start, end)
     findings = read_logs(source, lower, upper)
@@ -295,30 +343,33 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}{'_' + author if author else ''}"
     params = {"start": lower, "end": upper}
-    with transaction(conn) as cur, logged_events_table(cur, findings.events):
-        cur.execute(read_sql("audit/mismatches.sql"), params)
-        mismatches = [dict(zip(("audit_id", "problem", "dag_id", "run_id", "task_id"), r)) for r in cur.fetchall()]
-        cur.execute(read_sql("audit/chain_breaks.sql"))
-        breaks = [{"audit_id": r[0], "problem": r[1]} for r in cur.fetchall()]
+    with transaction(conn) as cur:
+        mismatches, explained = reconcile(cur, params, findings)
         cur.execute(read_sql("audit/rule_summary.sql"), params)
         columns = [d[0] for d in cur.description]
-        rules = {r[0]: dict(zip(columns, r)) for r in cur.fetchall()}
+        rules = {r[0]: dict(zip(columns, r, strict=True)) for r in cur.fetchall()}
         cur.execute(read_sql("audit/subject_requests.sql"), params)
         answered = cur.fetchall()
         cur.execute(read_sql("audit/deletions_over_time.sql"), params)
         over_time = [(rule, as_of.isoformat(), n) for rule, as_of, n in cur.fetchall()]
+        logged_links = sorted({link["link_id"] for _, e in findings.events for link in e.get("links", [])})
         with stem.with_suffix(".csv").open("w", encoding="utf-8", newline="") as csv_file:
-            cur.copy_expert(cur.mogrify(read_sql("audit/actions_csv.sql"), params).decode(), csv_file)
+            cur.copy_expert(cur.mogrify(read_sql("audit/actions_csv.sql"),
+                                        {**params, "logged_links": logged_links}).decode(), csv_file)
+    verification = integrity.verify(conn)
+    checkpoints.write_current(conn, {"report": f"audit_report {start.isoformat()}..{end.isoformat()}"})
+    breaks = [{"audit_id": None, "problem": finding} for finding in verification["findings"]]
     _add_log_findings(rules, findings)
     summary = {
         "period_start": start.isoformat(), "period_end": end.isoformat(),
         "ok": not mismatches and not breaks,
         "log_source": source.describe(), "task_logs_read": len(findings.tries),
-        "events_in_logs": len({(e["audit_id"], e["row_hash"]) for _, e in findings.events}),
+        "events_in_logs": len(findings.events),
         "audit_rows": sum(r["actions"] for r in rules.values()),
         "customers_removed": sum(r["customers"] for r in rules.values()),
         "rows_removed": sum(r["rows_removed"] for r in rules.values()),
-        "mismatches": mismatches, "chain_breaks": breaks,
+        "mismatches": mismatches, "explained": explained, "chain_breaks": breaks,
+        "chain": {k: verification[k] for k in ("records", "links", "checkpoints", "links_after_last_checkpoint")},
         "failed_runs": [{"dag_id": d, "run_id": r, "reason": findings.failure_reason(d, r)}
                         for d, r in sorted(findings.failed_runs())],
         "subject_requests": subject_requests(findings, answered),
@@ -389,7 +440,8 @@ def _add_log_findings(rules: dict[str, dict], findings: LogFindings) -> None:
     """Per rule: verification checks passed/failed, and failed runs, from the task logs."""
     runs_of_rule: dict[str, set] = defaultdict(set)
     for task_try, event in findings.events:
-        runs_of_rule[event.get("rule") or "-"].add((task_try.dag_id, task_try.run_id))
+        for action in event.get("actions", []):
+            runs_of_rule[action.get("rule") or "-"].add((task_try.dag_id, task_try.run_id))
     for check in findings.verifications:
         runs_of_rule[check["rule"]].add((check["dag_id"], check["run_id"]))
     failed = findings.failed_runs()
@@ -409,7 +461,7 @@ def require_ok(summary: dict) -> None:
         raise AuditReportFailed(
             f"audit report {summary['period_start']}..{summary['period_end']}: "
             f"{len(summary['mismatches'])} mismatch(es) between task logs and audit trail, "
-            f"{len(summary['chain_breaks'])} hash chain break(s); see {summary['html']}")
+            f"{len(summary['chain_breaks'])} audit chain finding(s); see {summary['html']}")
 
 
 # --- HTML ------------------------------------------------------------------------------
@@ -519,15 +571,17 @@ def requests_html(requests: dict) -> str:
 def render_html(s: dict) -> str:
     title = f"Lifecycle audit report {s['period_start']} to {s['period_end']}"
     if s["ok"]:
-        verdict = (f"<div class='good'>Reconciled: all {s['audit_rows']} audit row(s) of the period have their "
-                   f"event in the task logs and every event its row; the hash chain is intact.</div>")
+        verdict = (f"<div class='good'>Reconciled: every chain link of the period ({s['audit_rows']} audit row(s))"
+                   f" has its event in the task logs or is explained below, and every event its link; the whole"
+                   f" audit chain ({s['chain']['records']} records, {s['chain']['links']} links) verifies against"
+                   f" its {s['chain']['checkpoints']} signed checkpoint(s).</div>")
     else:
         verdict = ("<div class='bad'><h2>Problems: the task logs and the audit trail disagree</h2>"
-                   + html_table(["audit id", "problem", "dag", "run", "task"],
+                   + html_table(["chain link", "problem", "dag", "run", "task"],
                             [[m["audit_id"], m["problem"], m["dag_id"], m["run_id"], m["task_id"]]
                              for m in s["mismatches"]])
-                   + "<h3>Hash chain breaks</h3>"
-                   + html_table(["audit id", "problem"], [[b["audit_id"], b["problem"]] for b in s["chain_breaks"]])
+                   + "<h3>Audit chain and checkpoints (lifecycle audit verify)</h3>"
+                   + html_table(["finding"], [[b["problem"]] for b in s["chain_breaks"]])
                    + "</div>")
     rules = html_table(
         ["rule", "customers", "rows removed", "runs", "failed runs", "skips for legal hold", "dry-run actions",
@@ -542,6 +596,10 @@ def render_html(s: dict) -> str:
 <p>{s['audit_rows']} action(s); {s['customers_removed']} customer(s) and {s['rows_removed']} row(s) removed.
 Events read from {html.escape(s['log_source'])} ({s['task_logs_read']} task log(s), {s['events_in_logs']} event(s)).
 Period in Europe/Copenhagen dates of when the action was recorded.</p>
+<h2>Links without their own try's event, explained</h2>{html_table(
+    ["link", "dag", "run", "task", "explanation"],
+    [[e["audit_id"], e["dag_id"], e["run_id"], e["task_id"], e["explanation"]] for e in s["explained"]])
+    if s["explained"] else "<p>None.</p>"}
 <h2>Per rule</h2>{rules}
 <h2>Rows removed per rule, by the day the rule was applied for</h2>{deletions_chart(s['deletions_over_time'])}
 <h2>Failed verification checks</h2>{html_table(["rule", "check"], failed_checks) if failed_checks else "<p>None.</p>"}

@@ -1,6 +1,9 @@
 """Deletion certificate for one customer: every rule applied to it, when, by which run,
-how many rows, the verification result of that run (from its task logs), and the audit
-hashes that back each line (with the chain's state at each row).
+how many rows, the verification result of that run (from its task logs), and the proof
+that backs each line offline: the audit record itself (its canonical text), its Merkle
+inclusion proof in its chain link, the links from there to a signed checkpoint, and
+that checkpoint. `lifecycle certificate verify FILE` checks all of it with only the
+public key (`verify_file`); no database, no logs.
 
 Written as HTML and JSON under LIFECYCLE_REPORTS_DIR/certificates/. Nothing personal:
 the certificate names the customer by its internal id only. Every time is Copenhagen time;
@@ -10,45 +13,69 @@ the HTML prints on one A4 page width (landscape; hashes wrap).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import html
 import json
 from pathlib import Path
 
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
+from telco_lifecycle.evidence import audit, checkpoints, merkle, signing
 from telco_lifecycle.evidence.audit_report import LOCAL_TZ, STYLE, html_table, log_source, read_logs, run_label
-from telco_lifecycle.settings import read_sql, reports_dir
+from telco_lifecycle.evidence.integrity import LINKS, Link
+from telco_lifecycle.evidence.store import canonical, evidence_store
+from telco_lifecycle.settings import reports_dir
 
 COLUMNS = ("audit_id", "recorded_at", "action", "rule", "table_name", "row_count", "as_of", "dry_run",
-           "dag_id", "run_id", "task_id", "try_number", "details", "prev_hash", "row_hash", "chain_problem")
+           "dag_id", "run_id", "task_id", "try_number", "details", "link_id", "hash_version", "row_hash", "record")
+CUSTOMER_RECORDS = (f"SELECT a.audit_id, a.recorded_at, a.action, a.rule, a.table_name, a.row_count, a.as_of,"
+                    f" a.dry_run, a.dag_id, a.run_id, a.task_id, a.try_number, a.details, a.link_id, a.hash_version,"
+                    f" a.row_hash, {audit.canonical_sql('a')} FROM lifecycle_audit a"
+                    f" WHERE a.customer_id = %(customer_id)s ORDER BY a.audit_id")
+LINK_LEAVES = "SELECT row_hash FROM lifecycle_audit WHERE link_id = %(link_id)s ORDER BY audit_id"
+FIELDS_IN_RECORD = {"audit_id": 1, "action": 3, "rule": 4, "customer_id": 5, "table_name": 6, "row_count": 7,
+                    "dry_run": 9, "dag_id": 10, "run_id": 11}
 
 
 def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None = None) -> dict:
     """The certificate of `customer_id` (UnknownCustomer if no such customer ever existed
     and no audit row names it); returns it with the paths written."""
+    checkpoints.write_current(conn, {"certificate": customer_id})  # a checkpoint covering every record
+    signed = evidence_store().checkpoints()
     with transaction(conn) as cur:
-        cur.execute(read_sql("audit/customer_actions.sql"), {"customer_id": customer_id})
-        actions = [dict(zip(COLUMNS, row)) for row in cur.fetchall()]
+        cur.execute(CUSTOMER_RECORDS, {"customer_id": customer_id})
+        actions = [dict(zip(COLUMNS, row, strict=True)) for row in cur.fetchall()]
         if not actions:
             require_customer(cur, customer_id)  # raises for an unknown customer
+        cur.execute(LINKS)
+        links = {link.link_id: link for link in (Link(*row) for row in cur.fetchall())}
+        by_seq = {link.seq: link for link in links.values()}
+        for action in actions:
+            action["proof"] = _proof(cur, action, links, by_seq, signed)
     runs = {(a["dag_id"], a["run_id"]) for a in actions}
     findings = read_logs(source or log_source(), runs=runs) if runs else None
-    logged = {(e["audit_id"], e["row_hash"]) for _, e in findings.events} if findings else set()
+    logged = {(link["link_id"], link["link_hash"]) for _, e in findings.events for link in e.get("links", [])} \
+        if findings else set()
     for action in actions:
         checks = [c for c in findings.verifications
                   if (c["dag_id"], c["run_id"]) == (action["dag_id"], action["run_id"]) and c["rule"] == action["rule"]]
         action["verification"] = (("passed" if all(c["verdict"] == "passed" for c in checks) else "FAILED")
                                   + f" ({len(checks)} check(s))" if checks else "no check of this rule in the run")
-        action["event_in_task_log"] = (action["audit_id"], action["row_hash"]) in logged
+        link = links.get(action["link_id"])
+        action["event_in_task_log"] = link is not None and (link.link_id, link.link_hash) in logged
         action["recorded_at"] = action["recorded_at"].astimezone(LOCAL_TZ).isoformat(timespec="seconds")
         action["as_of"] = action["as_of"].isoformat() if action["as_of"] else None
+    public_key = signing.public_key()
     certificate = {
         "customer_id": customer_id,
         "issued_at": dt.datetime.now(LOCAL_TZ).isoformat(timespec="seconds"),
+        "public_key": signing.public_key_text(public_key),
         "actions": actions,
         "rules_applied": sorted({a["rule"] for a in actions if a["rule"] and not a["dry_run"]}),
-        "backed_by_audit_trail": all(a["chain_problem"] is None and a["event_in_task_log"] for a in actions),
     }
+    certificate["proof_problems"] = check(certificate, public_key)
+    certificate["backed_by_audit_trail"] = not certificate["proof_problems"] and all(
+        a["event_in_task_log"] for a in actions)
     out_dir = out_dir or reports_dir() / "certificates"
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"deletion_certificate_customer_{customer_id}"
@@ -56,6 +83,68 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
     stem.with_suffix(".json").write_text(json.dumps(certificate, indent=2, default=str), encoding="utf-8")
     stem.with_suffix(".html").write_text(render_html(certificate), encoding="utf-8")
     return certificate
+
+
+def _proof(cur, action: dict, links: dict, by_seq: dict, signed: list[dict]) -> dict | None:
+    """The record's inclusion proof, the links up to the first checkpoint covering it, and that checkpoint."""
+    link = links.get(action["link_id"])
+    if action["hash_version"] != audit.HASH_VERSION or link is None:
+        return None  # a version-1 record: backed by the version-1 chain (lifecycle audit verify)
+    cur.execute(LINK_LEAVES, {"link_id": link.link_id})
+    leaves = [row[0] for row in cur.fetchall()]
+    covering = next((c for c in signed if c.get("seq", 0) >= link.seq and c.get("kind") == checkpoints.KIND), None)
+    if covering is None or action["row_hash"] not in leaves:
+        return None
+    path = [by_seq[seq].__dict__ for seq in range(link.seq, covering["seq"] + 1) if seq in by_seq]
+    return {"merkle_path": merkle.proof(leaves, leaves.index(action["row_hash"])), "links": path,
+            "checkpoint": {k: v for k, v in covering.items() if not k.startswith("_")}}
+
+
+def check(certificate: dict, public_key) -> list[str]:
+    """Every line's proof, offline: the record's hash, its Merkle path to its link's root,
+    each link's hash and its successor's link to it, up to the checkpoint, whose signature
+    must verify with `public_key`. The problems (empty when it verifies)."""
+    problems = []
+    customer = certificate["customer_id"]
+    for action in certificate["actions"]:
+        where = f"audit row {action['audit_id']}"
+        proof = action.get("proof")
+        if not proof:
+            problems.append(f"{where}: no proof (a version-1 record or no checkpoint covers it)")
+            continue
+        record = json.loads(action["record"])
+        if hashlib.sha256(action["record"].encode("utf-8")).hexdigest() != action["row_hash"]:
+            problems.append(f"{where}: the record does not give its hash")
+        shown = {**action, "customer_id": customer}
+        wrong = [f for f, i in FIELDS_IN_RECORD.items() if record[i] != shown[f]]
+        if wrong:
+            problems.append(f"{where}: the line says other {', '.join(wrong)} than the record")
+        path = [Link(**link) for link in proof["links"]]
+        if merkle.root_from_proof(action["row_hash"], proof["merkle_path"]) != path[0].merkle_root:
+            problems.append(f"{where}: its inclusion proof does not lead to its link's Merkle root")
+        for before, after in zip(path, path[1:] + [None], strict=True):
+            if before.recomputed_hash() != before.link_hash or (after and after.prev_hash != before.link_hash):
+                problems.append(f"{where}: the links from its own to the checkpoint's do not chain (link {before.seq})")
+                break
+        signed = proof["checkpoint"]
+        body = {k: v for k, v in signed.items() if k != "signature"}
+        if (signed["seq"], signed["link_hash"]) != (path[-1].seq, path[-1].link_hash):
+            problems.append(f"{where}: the checkpoint signs another link than the proof ends at")
+        elif not signing.verify(public_key, canonical(body), signed.get("signature", "")):
+            problems.append(f"{where}: the checkpoint's signature does not verify with the public key")
+    return problems
+
+
+def verify_file(path: str, public_key: str | None = None) -> list[str]:
+    """`lifecycle certificate verify FILE`: the problems of a certificate file (empty when it verifies)."""
+    try:
+        certificate = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return [f"cannot read the certificate: {error}"]
+    try:
+        return check(certificate, signing.public_key(public_key))
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        return [f"the certificate is malformed: {error!r}"]
 
 
 # One A4 page wide: landscape, small type, long identifiers wrap instead of widening the table.
@@ -75,16 +164,18 @@ def _local(iso: str) -> str:
 
 def render_html(c: dict) -> str:
     title = f"Deletion certificate, customer {c['customer_id']}"
-    state = ("Every line below is an intact link of the audit hash chain and is confirmed by the event in its "
-             "run's task log." if c["backed_by_audit_trail"] else
-             "WARNING: at least one line is not backed: its chain link is broken or its event is missing from "
-             "the task logs (see the last columns).")
+    state = ("Every line below carries its audit record, the record's inclusion proof in the audit chain and the"
+             " signed checkpoint that covers it (check offline: lifecycle certificate verify FILE), and is confirmed"
+             " by the event in its run's task log." if c["backed_by_audit_trail"] else
+             "WARNING: at least one line is not backed: " + ("; ".join(c["proof_problems"])
+                                                             or "its event is missing from the task logs") + ".")
     rows = [[_local(a["recorded_at"]), a["rule"] or "", a["action"] + (" (dry run)" if a["dry_run"] else ""),
              a["table_name"] or "", a["row_count"], a["as_of"] or "", f"{a['dag_id']}, {run_label(a['run_id'])}",
-             a["verification"], a["audit_id"], a["row_hash"], a["chain_problem"] or "intact",
-             "yes" if a["event_in_task_log"] else "NO"] for a in c["actions"]]
+             a["verification"], a["audit_id"], a["row_hash"],
+             f"link {a['proof']['links'][0]['seq']}, checkpoint {a['proof']['checkpoint']['sequence']}"
+             if a["proof"] else "no proof", "yes" if a["event_in_task_log"] else "NO"] for a in c["actions"]]
     table = html_table(["recorded", "rule", "action", "table", "rows", "as of", "run", "verification", "audit id",
-                    "row hash (SHA-256)", "chain", "event in task log"], rows).replace("<table>", COLUMN_WIDTHS, 1)
+                    "record hash (SHA-256)", "proof", "event in task log"], rows).replace("<table>", COLUMN_WIDTHS, 1)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}{PRINT_STYLE}</style></head>

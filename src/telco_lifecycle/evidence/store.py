@@ -3,11 +3,15 @@ checkpoints of the audit chain.
 
 A directory (LIFECYCLE_EVIDENCE_DIR, default <project>/.lifecycle/evidence; in compose
 its own volume). Nothing in it is ever rewritten: every ledger append is a new segment
-file and every checkpoint a new sequence-numbered file, each created exclusively and
-fsync'd, so the same layout maps onto an object store with write-once retention (one
-object per file, names that sort in append order).
+file and every checkpoint a new sequence-numbered file, each created exclusively, so the
+same layout maps onto an object store with write-once retention (one object per file,
+names that sort in creation order). A ledger segment belongs to one process, which only
+ever appends to it: each append is written at once (a crash of the process loses
+nothing) and fsync'd at most SYNC_INTERVAL later and at the end of every task (`sync`),
+because an fsync per purge batch would cost as much as the batch's SQL. Checkpoints are
+fsync'd at once.
 
-    ledger/<time_ns>-<pid>-<random>.jsonl   one JSON entry per line, per append
+    ledger/<time_ns>-<pid>-<random>.jsonl   one JSON entry per line, appended by one process
     checkpoints/<sequence>.json             one signed checkpoint (see signing.py)
 
 Neither holds personal data: internal customer ids, rule and table names, counts, run
@@ -29,6 +33,9 @@ from telco_lifecycle.settings import project_dir
 
 EVIDENCE_DIR_ENV = "LIFECYCLE_EVIDENCE_DIR"
 SEQUENCE_DIGITS = 12
+SYNC_INTERVAL = 1.0  # seconds a written ledger segment may wait for its fsync
+_segments: dict[Path, tuple[int, int]] = {}  # ledger folder -> (pid, open descriptor) of this process
+_last_sync = [0.0]
 
 
 def evidence_dir() -> Path:
@@ -48,11 +55,23 @@ def _write_once(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    folder = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(folder)
+        os.fsync(fd)
     finally:
-        os.close(folder)
+        os.close(fd)
+
+
+def sync() -> None:
+    """fsync the ledger segments this process appends to."""
+    for pid, fd in _segments.values():
+        if pid == os.getpid():
+            os.fsync(fd)
+    _last_sync[0] = time.monotonic()
 
 
 class EvidenceStore:
@@ -70,21 +89,33 @@ class EvidenceStore:
     # --- the deletion ledger -------------------------------------------------------
 
     def append_ledger(self, entries: list[dict]) -> None:
-        """Append committed entries as one new segment (nothing is written for none)."""
+        """Append committed entries to this process's segment, in one write."""
         if not entries:
             return
         self._ensure()
-        name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
-        _write_once(self.ledger_dir / name, b"".join(canonical(entry) + b"\n" for entry in entries))
+        os.write(self._segment(), b"".join(canonical(entry) + b"\n" for entry in entries))
+        if time.monotonic() - _last_sync[0] >= SYNC_INTERVAL:
+            sync()
+
+    def _segment(self) -> int:
+        """This process's segment (created on its first append, never reopened)."""
+        pid, fd = _segments.get(self.ledger_dir, (None, -1))
+        if pid != os.getpid():
+            path = self.ledger_dir / f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o640)
+            _fsync_dir(self.ledger_dir)
+            _segments[self.ledger_dir] = (os.getpid(), fd)
+        return fd
 
     def ledger(self) -> Iterator[dict]:
-        """Every entry, in append order (segments by name, lines in order)."""
+        """Every entry: segment by segment in creation order, each in append order (a line
+        cut short by a crash while it was written is skipped)."""
         if not self.ledger_dir.is_dir():
             return
         for path in sorted(self.ledger_dir.glob("*.jsonl")):
             with path.open(encoding="utf-8") as lines:
                 for line in lines:
-                    if line.strip():
+                    if line.endswith("\n"):
                         yield json.loads(line)
 
     # --- signed checkpoints --------------------------------------------------------

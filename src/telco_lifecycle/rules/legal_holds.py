@@ -55,8 +55,8 @@ def apply(conn, request: HoldRequest, run: audit.RunContext) -> dict:
         hold_id = cur.fetchone()[0]
         events.append(audit.record(cur, audit.Action(
             f"{request.action}_legal_hold", "legal_hold", request.customer_id, "legal_holds", 1, request.run_date,
-            False, {"legal_hold_id": hold_id, "case_reference": request.case_reference,
-                    "requested_by": request.requested_by}), run))
+            False, {"legal_hold_id": hold_id}), run))  # the case reference and who asked: in legal_holds
+        events[-1]["ledger"] = {"case_reference": request.case_reference}  # for a restore to place it again
     audit.emit(events)
     verb = "placed" if request.action == "place" else "released"
     return _outcome(request, hold_id, False, f"legal hold {request.case_reference} {verb} for customer "

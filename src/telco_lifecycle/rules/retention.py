@@ -257,32 +257,31 @@ def _drop_partition(conn, s: Scope, name: str, run: audit.RunContext) -> dict:
 
 
 def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
-    """Batch by batch of due customers: found once, set-based, into a temporary table,
-    then walked by id (Python holds one batch at a time)."""
+    """Batch by batch of due customers: found once, set-based, into a cursor WITH HOLD
+    (materialised at commit, so the role needs no TEMP privilege), read one batch at a
+    time in id order (Python holds one batch at a time)."""
+    name = f"lifecycle_due_{s.rule.id}"
     with transaction(conn) as cur:
-        cur.execute("DROP TABLE IF EXISTS lifecycle_due;"
-                    " CREATE TEMP TABLE lifecycle_due (customer_id bigint PRIMARY KEY, on_hold boolean NOT NULL)")
-        cur.execute(f"INSERT INTO lifecycle_due {s.due_customers_sql()}", s.params)
-        total = cur.rowcount
-    batches = math.ceil(total / batch_size)
-    skipped, purged, after = [], 0, 0
+        cur.execute(f'DECLARE "{name}" SCROLL CURSOR WITH HOLD FOR {s.due_customers_sql()} ORDER BY 1', s.params)
+    skipped, purged = [], 0
     try:
+        with transaction(conn) as cur:
+            cur.execute(f'MOVE FORWARD ALL IN "{name}"')
+            batches = math.ceil(cur.rowcount / batch_size)
+            cur.execute(f'MOVE ABSOLUTE 0 IN "{name}"')
         for number in range(1, batches + 1):
-            with conn.cursor() as cur:
-                cur.execute("SELECT customer_id, on_hold FROM lifecycle_due WHERE customer_id > %(after)s"
-                            " ORDER BY customer_id LIMIT %(limit)s", {"after": after, "limit": batch_size})
+            with transaction(conn) as cur:
+                cur.execute(f'FETCH FORWARD {int(batch_size)} FROM "{name}"')
                 batch = cur.fetchall()
-            conn.rollback()
             skipped += [_skip(conn, s, customer_id, run) for customer_id, on_hold in batch if on_hold]
             purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
                                    removed)
-            after = batch[-1][0]
             log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
                      s.rule.id, number, batches, len(batch), describe_counts(removed))
     finally:
         if not conn.closed:
             with transaction(conn) as cur:
-                cur.execute("DROP TABLE IF EXISTS lifecycle_due")
+                cur.execute(f'CLOSE "{name}"')
     return skipped, purged
 
 
@@ -317,9 +316,12 @@ def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
         cases = holds_in_force(cur, customer_id)
         cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
         if not cur.fetchone()[0]:
+            # The trail names the holds by id: their case references are free text (legal_holds).
+            cur.execute("SELECT array_agg(legal_hold_id ORDER BY legal_hold_id) FROM legal_holds"
+                        " WHERE customer_id = %s AND released_on IS NULL", (customer_id,))
             events.append(audit.record(cur, audit.Action(
                 "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
-                {"case_references": cases}), run))
+                {"legal_hold_ids": cur.fetchone()[0]}), run))
     audit.emit(events)
     log.info("rule %s: customer %s skipped: legal hold (case %s)", s.rule.id, customer_id, ", ".join(cases))
     return {"customer_id": customer_id, "case_references": cases}

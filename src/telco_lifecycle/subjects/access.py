@@ -222,9 +222,12 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
             json_out.write("]}\n")
             html_out.write("</body></html>\n")
             json_sha, html_sha = json_out.finish(), html_out.finish()
+        # The audit row in a READ COMMITTED transaction of its own: the snapshot above
+        # may be older than the chain's head (lifecycle_audit_seal locks the latest).
+        with transaction(conn) as cur:
             event = audit.record(cur, audit.Action(
                 "subject_access_export", None, customer_id, None, sum(counts.values()), as_of, False,
-                {"requested_by": requested_by, "file": json_out.path.name, "sha256": json_sha,
+                {"file": json_out.path.name, "sha256": json_sha,  # who asked: in the run's params
                  "html_sha256": html_sha, "rows": counts, "language": language,
                  "documents": {d["file"]: d["sha256"] for d in report.documents}}), run)
     except BaseException:

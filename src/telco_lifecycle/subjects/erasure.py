@@ -158,7 +158,8 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
     policy = load_policy()
     customer_id, as_of = planned["customer_id"], dt.date.fromisoformat(planned["as_of"])
     params = {"customer_id": customer_id, "as_of": as_of}
-    details = {"requested_by": requested_by, "approval_required": approval["required"],
+    # Who asked is free text: in the erasure statement (reports), not in the append-only trail.
+    details = {"approval_required": approval["required"],
                "approved_by": approval.get("by"), "approved_at": approval.get("at")}
     erased: dict[str, int] = {}
     events = []
@@ -194,7 +195,7 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
 
 def record_rejection(conn, planned: dict, requested_by: str, response: dict, run: audit.RunContext) -> dict:
     """The approver said no: record who, change nothing else."""
-    details = {"requested_by": requested_by, "approval_required": True,
+    details = {"approval_required": True,
                "rejected_by": response["responded_by"], "responded_at": response["responded_at"]}
     with transaction(conn) as cur:
         event = audit.record(cur, audit.Action("erasure_rejected", None, planned["customer_id"], None, 0,

@@ -80,10 +80,19 @@ def as_of_date(context, params: dict) -> dt.date:
 
 
 def run_context(context):
-    from telco_lifecycle.evidence.audit import RunContext
+    """The run's ids for the audit trail; in a retry, first re-log what the earlier tries
+    committed (a crash between commit and log leaves no unexplained record)."""
+    from telco_lifecycle.evidence.audit import RunContext, relog_earlier_tries
 
     ti = context["ti"]
-    return RunContext(ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 1))
+    run = RunContext(ti.dag_id, ti.run_id, ti.task_id, int(ti.try_number or 1))
+    if run.try_number > 1:
+        conn = telco_connection()
+        try:
+            relog_earlier_tries(conn, run)
+        finally:
+            conn.close()
+    return run
 
 
 def telco_connection():
