@@ -26,7 +26,8 @@ def write_links(url: str, links: int = 3, per_link: int = 3) -> None:
     for link in range(links):
         with transaction(conn) as cur:
             events = audit.record_per_customer(
-                cur, "UPDATE customers t SET email = t.email WHERE t.customer_id <= %(n)s", "t.customer_id", {"n": per_link},
+                cur, "UPDATE customers t SET email = t.email WHERE t.customer_id <= %(n)s", "t.customer_id",
+                {"n": per_link},
                 audit.Action("delete", "pbx_sip_config", None, "pbx_configs"), audit.RunContext(run_id=f"r{link}"))
         audit.emit(events)
         checkpoints.flush()
@@ -143,8 +144,10 @@ def test_lifecycle_functions_have_a_fixed_search_path_and_the_app_no_temp(telco,
     with conn.cursor() as cur:
         cur.execute("SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
                     " WHERE n.nspname = 'public' AND p.proname LIKE 'lifecycle%%'"
-                    " AND NOT coalesce(p.proconfig::text LIKE '%%search_path=pg_catalog, pg_temp%%', false)")
-        assert cur.fetchall() == []
+                    " AND NOT coalesce(p.proconfig::text ~ 'search_path=[a-z_, ]*pg_temp\"', false)")
+        # lifecycle_cdr_month (0021) is one expression of built-ins, inlined into the per-row
+        # CDR counting: a SET clause would make every call a function call.
+        assert [r[0] for r in cur.fetchall()] == ["lifecycle_cdr_month"]
         cur.execute("SELECT has_database_privilege('lifecycle_app', current_database(), 'TEMPORARY')")
         assert cur.fetchone() == (False,)
     conn.close()

@@ -79,6 +79,8 @@ REFUSED = {
     "update an audit row": "UPDATE lifecycle_audit SET row_count = 0",
     "delete an audit row": "DELETE FROM lifecycle_audit",
     "truncate the audit trail": "TRUNCATE lifecycle_audit",
+    "write an audit chain link": "INSERT INTO lifecycle_audit_link SELECT * FROM lifecycle_audit_link",
+    "move the audit chain head": "UPDATE lifecycle_audit_head SET seq = 0",
     "drop a table": "DROP TABLE invoices",
     "alter a table": "ALTER TABLE customers ADD COLUMN note text",
     "disable the audit trigger": "ALTER TABLE lifecycle_audit DISABLE TRIGGER lifecycle_audit_no_update_delete",

@@ -13,7 +13,8 @@ def test_place_repeat_and_release(telco, run_dag):
     assert dag_run.state == "success" and xcom["apply_legal_hold"]["no_op"] is False
     assert telco.scalar("SELECT lifecycle_on_hold(%s)", (CUSTOMER,))
     audit = telco.rows("SELECT a.action, h.case_reference, h.placed_by, a.details::text LIKE '%%SKP%%'"
-                       " FROM lifecycle_audit a JOIN legal_holds h ON h.legal_hold_id = (a.details->>'legal_hold_id')::int"
+                       " FROM lifecycle_audit a"
+                       " JOIN legal_holds h ON h.legal_hold_id = (a.details->>'legal_hold_id')::int"
                        " WHERE a.customer_id = %s", (CUSTOMER,))
     assert audit == [("place_legal_hold", "SKP-2026-1", "test", False)]  # free text only in legal_holds
 

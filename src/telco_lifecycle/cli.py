@@ -148,20 +148,12 @@ def _audit_report(args) -> int:
 
 def _audit_verify(args) -> int:
     from telco_lifecycle.database import connect
-    from telco_lifecycle.evidence.integrity import verify
+    from telco_lifecycle.evidence.integrity import describe, verify
 
     conn = connect(settings.telco_database_url(args.database_url))
     result = verify(conn, public_key=args.public_key)
-    print(describe_verification(result))
+    print(describe(result))
     return 0 if result["ok"] else 1
-
-
-def describe_verification(result: dict) -> str:
-    state = "verified" if result["ok"] else f"FAILED ({len(result['findings'])} finding(s))"
-    lines = [f"audit chain {state}: {result['records']} record(s) in {result['links']} link(s),"
-             f" {result['checkpoints']} signed checkpoint(s); {result['links_after_last_checkpoint']} link(s)"
-             " after the last checkpoint"]
-    return "\n".join(lines + [f"  - {finding}" for finding in result["findings"]])
 
 
 def _certificate(args) -> int:

@@ -113,5 +113,20 @@ def test_the_dags_connect_with_their_own_least_privilege_login(compose):
     assert init.index("lifecycle migrate --database-url") < init.index("lifecycle grant-login --database-url")
     example = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
     owner, worker = urlsplit(example["LIFECYCLE_OWNER_DATABASE_URL"]), urlsplit(example["AIRFLOW_CONN_TELCO_DB"])
-    assert owner.username == services["telco-db"]["environment"]["POSTGRES_USER"]
     assert worker.username != owner.username and (worker.hostname, worker.path) == (owner.hostname, owner.path)
+
+
+def test_the_owner_of_the_telecom_database_is_not_a_superuser(compose):
+    """telco-db's superuser only runs initdb; its init script creates the owner `lifecycle`
+    (no superuser, may create roles) and the database `telco` it owns."""
+    telco_db = compose["services"]["telco-db"]
+    example = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    owner = urlsplit(example["LIFECYCLE_OWNER_DATABASE_URL"])
+    assert telco_db["environment"]["POSTGRES_USER"] != owner.username
+    script, target = next(v.replace("${AIRFLOW_PROJ_DIR:-.}/", "").split(":")[:2] for v in telco_db["volumes"]
+                          if "docker-entrypoint-initdb.d" in v)
+    sql = (ROOT / script).read_text()
+    assert target.startswith("/docker-entrypoint-initdb.d/")
+    assert f"CREATE ROLE {owner.username} LOGIN NOSUPERUSER CREATEROLE" in sql
+    assert f"CREATE DATABASE {owner.path.lstrip('/')} OWNER {owner.username}" in sql
+    assert "lifecycle-evidence:/opt/airflow/evidence" in compose["x-airflow-common"]["volumes"]

@@ -83,6 +83,15 @@ def verify(conn, store: EvidenceStore | None = None, public_key: str | None = No
             "links_after_last_checkpoint": max(unwitnessed, 0)}
 
 
+def describe(result: dict) -> str:
+    """The verification as a person reads it: the verdict, the counts, then each finding."""
+    state = "verified" if result["ok"] else f"FAILED ({len(result['findings'])} finding(s))"
+    lines = [f"audit chain {state}: {result['records']} record(s) in {result['links']} link(s),"
+             f" {result['checkpoints']} signed checkpoint(s); {result['links_after_last_checkpoint']} link(s)"
+             " after the last checkpoint"]
+    return "\n".join(lines + [f"  - {finding}" for finding in result["findings"]])
+
+
 def _check_records(conn, by_id: dict[int, Link], findings: list[str]) -> int:  # noqa: C901 - one pass
     """Every record's hash, the version-1 chain, and each link's records against the link."""
     count, previous_v1 = 0, GENESIS

@@ -233,6 +233,26 @@ def certificate(url: str, customer: int) -> None:
         conn.close()
     say(f"{6 + len(WALK_YEARS)}. Deletion certificate of customer {customer} (rules applied:"
         f" {', '.join(issued['rules_applied'])}): {issued['html']}")
+    verify_evidence(url, issued["json"])
+
+
+def verify_evidence(url: str, certificate_file: str) -> None:
+    """`lifecycle audit verify` and `lifecycle certificate verify FILE`, as an auditor runs them."""
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.certificate import verify_file
+    from telco_lifecycle.evidence.integrity import describe, verify
+
+    conn = connect(url)
+    try:
+        chain = verify(conn)
+    finally:
+        conn.close()
+    problems = verify_file(certificate_file)
+    say(f"{7 + len(WALK_YEARS)}. lifecycle audit verify: {describe(chain)}")
+    say("   lifecycle certificate verify: " + ("verified (record, inclusion proof, signed checkpoint)"
+                                               if not problems else "DOES NOT VERIFY: " + "; ".join(problems)))
+    if not chain["ok"] or problems:
+        raise RuntimeError("the audit chain or the certificate does not verify")
 
 
 def restore_drill(url: str) -> None:

@@ -209,10 +209,18 @@ def failure_alert(context) -> Alert:
     return Alert(event, rules=_rules_of_dag(context.get("dag")), detail=detail, **common)
 
 
+def flush_evidence() -> None:
+    """The end of every lifecycle task: its last checkpoint written, its ledger fsync'd."""
+    from telco_lifecycle.evidence import checkpoints
+
+    checkpoints.flush()
+
+
 class LifecycleNotifier(BaseNotifier):
     """`on_failure_callback` of every lifecycle task: an alert and the verification metrics."""
 
     def notify(self, context) -> None:
+        flush_evidence()
         alert = failure_alert(context)
         if alert.event == "verification failed":
             for rule in alert.rules:
@@ -350,6 +358,7 @@ def _incr(name: str, count: int, tags: dict) -> None:
 
 def task_succeeded(context) -> None:
     """`on_success_callback` of every lifecycle task: the metrics its return value reports."""
+    flush_evidence()
     ti = context["ti"]
     result = ti.xcom_pull(task_ids=ti.task_id)
     for name, count, tags in metrics_of(ti.task_id, result, _rules_of_dag(context.get("dag"))):

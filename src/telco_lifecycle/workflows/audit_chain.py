@@ -5,8 +5,8 @@ from __future__ import annotations
 
 
 def verify_audit_chain_task():
-    from airflow.sdk.exceptions import AirflowFailException
     from airflow.sdk import get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
 
     @task(retries=0)
     def verify_audit_chain() -> dict:
