@@ -198,23 +198,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION public.lifecycle_drop_cdr_partition(p_partition text, OUT total bigint, OUT kept bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF p_partition !~ '^cdrs_y\d{4}m\d{2}$' OR NOT EXISTS (
-        SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'public.cdrs'::regclass AND c.relname = p_partition) THEN
-        RAISE EXCEPTION '% is not a month partition of cdrs', p_partition;
-    END IF;
-    EXECUTE format('ALTER TABLE public.cdrs DETACH PARTITION public.%I', p_partition);
-    EXECUTE format('SELECT count(*) FROM public.%I', p_partition) INTO total;
-    EXECUTE format('INSERT INTO public.cdrs SELECT p.* FROM public.%I p WHERE p.customer_id IN'
-                   ' (SELECT h.customer_id FROM public.legal_holds h WHERE public.lifecycle_on_hold(h.customer_id))',
-                   p_partition);
-    GET DIAGNOSTICS kept = ROW_COUNT;
-    EXECUTE format('DROP TABLE public.%I', p_partition);
-END
-$$;
+-- Migration 0012's functions get theirs too (lifecycle_drop_cdr_partition has one).
+ALTER FUNCTION public.lifecycle_holds_lock_key() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION public.lifecycle_hold_change_lock() SET search_path = public, pg_temp;
 
 -- The writer extends the chain only through lifecycle_audit_seal, links and head read-only.
 REVOKE EXECUTE ON FUNCTION public.lifecycle_audit_seal(bigint, text[], bigint, bigint),

@@ -39,24 +39,27 @@ def _iso(value) -> str | None:
 def committed(events: list[dict]) -> None:
     """The head after a committed transaction (its audit events, which carry their links)."""
     last = max(events, key=lambda e: (e["seq"], e["audit_id"]))
-    if _pending and _pending["seq"] >= last["seq"]:
+    root = store.evidence_dir()
+    if _pending and _pending["root"] == root and _pending["head"]["seq"] >= last["seq"]:
         return
-    _pending.clear()
-    _pending.update(document(last["seq"], last["link_hash"], last["total_records"], last["audit_id"],
-                             last["sealed_at"], {k: last[k] for k in ("dag_id", "run_id", "task_id", "try_number")}))
+    if _pending and _pending["root"] != root:
+        flush()  # another store's head (a process acting on two databases)
+    _pending.update(root=root, head=document(
+        last["seq"], last["link_hash"], last["total_records"], last["audit_id"], last["sealed_at"],
+        {k: last[k] for k in ("dag_id", "run_id", "task_id", "try_number")}))
     if _last_written[0] is None or time.monotonic() - _last_written[0] >= CHECKPOINT_INTERVAL:
         flush()
 
 
 def flush() -> Path | None:
-    """Write the pending checkpoint, if any, and fsync the ledger."""
+    """Write the pending checkpoint, if any, to the store it belongs to, and fsync the ledger."""
     store.sync()
     if not _pending:
         return None
-    head = dict(_pending)
+    root, head = _pending["root"], dict(_pending["head"])
     _pending.clear()
     _last_written[0] = time.monotonic()
-    return store.evidence_store().write_checkpoint({**head, "written_at": dt.datetime.now(dt.UTC).isoformat()})
+    return store.EvidenceStore(root).write_checkpoint({**head, "written_at": dt.datetime.now(dt.UTC).isoformat()})
 
 
 def write_current(conn, by: dict) -> Path:
