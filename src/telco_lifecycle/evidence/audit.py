@@ -159,7 +159,8 @@ def ledger_entry(event: dict) -> dict:
             "tables": {event["table_name"]: event["row_count"]} if event["table_name"] else {},
             "as_of": event["as_of"], "dag_id": event["dag_id"], "run_id": event["run_id"],
             "partition": event["details"].get("partition"), "recorded_at": _iso(event["recorded_at"])} | {
-                key: event["details"][key] for key in REPLAY_DETAILS if key in event["details"]} | event.get("ledger", {})
+                key: event["details"][key] for key in REPLAY_DETAILS if key in event["details"]} | event.get(
+                "ledger", {})
 
 
 def _iso(value) -> str:
