@@ -153,15 +153,17 @@ def test_lifecycle_functions_have_a_fixed_search_path_and_the_app_no_temp(telco,
     conn.close()
 
 
-def test_migration_keeps_the_old_rows_verifiable(telco):
+def test_migration_keeps_the_old_rows_verifiable(telco, monkeypatch):
     """A database built by the migrations before 0015, with rows chained by its trigger."""
     name = f"lifecycle_test_migration_{uuid.uuid4().hex[:8]}"
     url = ensure_database(with_database(telco.url, "postgres"), name)
     every = migrations.migration_files
     try:
         migrations.migration_files = lambda: [p for p in every() if p.name < "0015"]
-        conn = connect(url)
-        migrations.migrate(conn)
+        with monkeypatch.context() as before:  # that schema lacks tables today's policy names
+            before.setattr(migrations, "check_schema", lambda cur: None)
+            conn = connect(url)
+            migrations.migrate(conn)
         with transaction(conn) as cur:
             cur.execute("INSERT INTO customers (customer_id) SELECT generate_series(1, 3)")
             for i in range(3):
