@@ -1,4 +1,4 @@
-# make demo | make test | make airflow | make bench  (see README.md)
+# make demo | make test | make lint | make airflow | make bench  (see README.md)
 SHELL := /bin/bash
 # A failing command in a pipeline fails the recipe.
 .SHELLFLAGS := -eo pipefail -c
@@ -8,7 +8,7 @@ BIN := $(abspath $(VENV))/bin
 # Airflow spawns `airflow` subprocesses: the venv's bin must be on PATH.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test airflow bench clean
+.PHONY: install demo test lint airflow bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Style, imports, bugbear, complexity, banned top-level imports (ruff); types over src/ (mypy).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 airflow: install
 	@eval "$$($(BIN)/lifecycle env)" && \

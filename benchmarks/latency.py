@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import Server, ratio
+
 NOOP_DAG = '''"""A one-task no-op DAG: the scheduling baseline of the offboarding latency benchmark."""
 from airflow.sdk import dag, task
 
@@ -38,7 +40,6 @@ RUN_TIMEOUT = 300
 def offboarding_latency(server_url: str, template: str, prefix: str, repeat: int) -> dict:
     """Median latencies (seconds) and their ratio; a fresh copy of `template` as the
     telecom database and a fresh metadata database, both dropped afterwards."""
-    from benchmarks.run import Server, ratio
     from telco_lifecycle.local.components import LocalAirflow, free_port
     from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database
     from telco_lifecycle.settings import project_dir

@@ -26,23 +26,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks.common import ANCHOR, Server, median, ratio, timed
 from benchmarks.latency import offboarding_latency
-from telco_lifecycle.migrations import migration_files
-from telco_lifecycle.settings import project_dir, sql_dir, with_database
+from telco_lifecycle.settings import project_dir, with_database
 
-ANCHOR = dt.date(2026, 6, 15)  # the "today" of the generated data; every rule is applied as of it
-SEED = 11
 SIZES = {  # (customers, CDRs per customer): the two sizes compared for growth with size
     "smoke": [(200, 20), (1000, 20)],
     "default": [(10_000, 100), (100_000, 100)],
@@ -80,85 +75,6 @@ def bench_empty():
 
 bench_empty()
 '''
-
-
-def timed(action) -> tuple[float, object]:
-    start = time.perf_counter()
-    value = action()
-    return time.perf_counter() - start, value
-
-
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 6)
-
-
-def ratio(a, b):
-    return round(a / b, 2) if a is not None and b else None
-
-
-def schema_and_seed_version() -> str:
-    """A short digest of the migrations and the demo generator's SQL."""
-    digest = hashlib.sha256()
-    for path in [*migration_files(), sql_dir() / "seed" / "demo_data.sql"]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:8]
-
-
-class Server:
-    """The PostgreSQL server of the benchmark: templates and working copies."""
-
-    def __init__(self, url: str, prefix: str):
-        self.url, self.prefix = url, prefix
-
-    def admin(self, sql: str) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(with_database(self.url, "postgres"))
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-        conn.close()
-
-    def exists(self, name: str) -> bool:
-        import psycopg2
-
-        conn = psycopg2.connect(with_database(self.url, "postgres"))
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-            found = cur.fetchone() is not None
-        conn.close()
-        return found
-
-    def template(self, customers: int, cdrs: int, rebuild: bool) -> str:
-        """The seeded template of this size (built once per version of the migrations and
-        the generator; the seed is deterministic)."""
-        from telco_lifecycle.database import connect
-        from telco_lifecycle.local.seed import seed
-        from telco_lifecycle.migrations import migrate
-
-        name = f"{self.prefix}_tpl_{customers}x{cdrs}_{schema_and_seed_version()}"
-        if rebuild or not self.exists(name):
-            building = f"{name}_building"  # renamed when complete: an interrupted seed is never reused
-            self.drop(building)
-            self.admin(f'CREATE DATABASE "{building}"')
-            conn = connect(with_database(self.url, building))
-            migrate(conn)
-            print(f"seeding {customers} customers x {cdrs} CDRs ...", flush=True)
-            seed(conn, customers, seed=SEED, anchor=ANCHOR, cdrs_per_customer=cdrs)
-            conn.close()
-            self.drop(name)
-            self.admin(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
-        return name
-
-    def copy(self, template: str) -> str:
-        """A fresh working copy of `template` (the state every timed run starts from)."""
-        name = f"{self.prefix}_work"
-        self.drop(name)
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        return with_database(self.url, name)
-
-    def drop(self, name: str) -> None:
-        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_run():
@@ -239,7 +155,7 @@ def purge_vs_delete(server: Server, template: str, repeat: int) -> dict:
         for _ in range(repeat):
             for name, action in PURGE_VARIANTS.items():
                 url = server.copy(template)
-                seconds, result = timed(lambda: action(url, rule.id))
+                seconds, result = timed(action, url, rule.id)
                 times[name].append(seconds)
                 rows[name] = result["rows"]
                 if action is project_purge:
@@ -254,10 +170,26 @@ def purge_vs_delete(server: Server, template: str, repeat: int) -> dict:
     return figures
 
 
+def drop_partitions(conn, s, partitions: list[str]) -> list[dict]:
+    """The accounting purge's partition stage: each month dropped with its audit row."""
+    from telco_lifecycle.rules.retention import _drop_partition
+
+    return [_drop_partition(conn, s, name, bench_run()) for name in partitions]
+
+
+def delete_partition_rows(conn, partitions: list[str]) -> None:
+    """The limit it is compared with: one DELETE of the same months' rows."""
+    from telco_lifecycle.database import transaction
+
+    with transaction(conn) as cur:
+        for name in partitions:
+            cur.execute(f"DELETE FROM {name} WHERE NOT lifecycle_on_hold(customer_id)")
+
+
 def partition_drop(server: Server, template: str, repeat: int) -> dict:
     """The accounting purge's partition stage against DELETE of the same months' rows."""
-    from telco_lifecycle.database import connect, transaction
-    from telco_lifecycle.rules.retention import _drop_partition, plan, scope
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.rules.retention import plan, scope
 
     times = {"drop": [], "delete": []}
     partitions, rows = [], 0
@@ -266,19 +198,14 @@ def partition_drop(server: Server, template: str, repeat: int) -> dict:
         conn = connect(url)
         partitions = plan(conn, "accounting", ANCHOR)["partitions"]
         s = scope("accounting", ANCHOR)
-        seconds, dropped = timed(lambda: [_drop_partition(conn, s, name, bench_run()) for name in partitions])
+        seconds, dropped = timed(drop_partitions, conn, s, partitions)
         conn.close()
         times["drop"].append(seconds)
         rows = sum(d["rows"] for d in dropped)
 
         url = server.copy(template)
         conn = connect(url)
-
-        def delete():
-            with transaction(conn) as cur:
-                for name in partitions:
-                    cur.execute(f"DELETE FROM {name} WHERE NOT lifecycle_on_hold(customer_id)")
-        seconds, _ = timed(delete)
+        seconds, _ = timed(delete_partition_rows, conn, partitions)
         conn.close()
         times["delete"].append(seconds)
     drop_s, delete_s = median(times["drop"]), median(times["delete"])
@@ -300,15 +227,16 @@ def due_customers_purge(server: Server, template: str, due: int, repeat: int) ->
         url = server.copy(template)
         conn = connect(url)
         with transaction(conn) as cur:
-            cur.execute(f"UPDATE customers SET relationship_ended_on = %(as_of)s WHERE relationship_ended_on IS NOT NULL"
-                        f" AND customer_id NOT IN (SELECT d.customer_id FROM ({s.due_customers_sql()})"
-                        f" d(customer_id, on_hold) WHERE NOT d.on_hold ORDER BY 1 LIMIT %(due)s)",
+            cur.execute(f"UPDATE customers SET relationship_ended_on = %(as_of)s"
+                        f" WHERE relationship_ended_on IS NOT NULL AND customer_id NOT IN"
+                        f" (SELECT d.customer_id FROM ({s.due_customers_sql()}) d(customer_id, on_hold)"
+                        f" WHERE NOT d.on_hold ORDER BY 1 LIMIT %(due)s)",
                         {**s.params, "due": due})
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("VACUUM ANALYZE customers")
         conn.close()
-        seconds, result = timed(lambda: project_purge(url, SCALING_RULE))
+        seconds, result = timed(project_purge, url, SCALING_RULE)
         times.append(seconds)
         customers = result["customers"]
     return {"rule": SCALING_RULE, "customers": customers, "purge_s": median(times), "runs": times}
@@ -336,7 +264,7 @@ def verification(server: Server, template: str, repeat: int) -> dict:
         conn.rollback()
     gx_times, count_times = [], []
     for number in range(repeat):
-        gx_times.append(timed(lambda: verify(url, ANCHOR, f"bench_{number}"))[0])
+        gx_times.append(timed(verify, url, ANCHOR, f"bench_{number}")[0])
         count_times.append(timed(count_all)[0])
     conn.close()
     gx_s, count_s = median(gx_times), median(count_times)
@@ -471,8 +399,8 @@ def markdown(results: dict) -> str:
              f"{m['postgresql']}, Python {m['python']}, {m['platform']}. Load average at start "
              f"{m['load_average_at_start']}, at end {results['load_average_at_end']}.", ""]
     if results["contended"]:
-        lines += [f"**Contended machine** (load average above {LOAD_LIMIT} on {m['cpus']} CPUs at the start): timings are "
-                  "not representative; ratios measured side by side are the more telling figures.", ""]
+        lines += [f"**Contended machine** (load average above {LOAD_LIMIT} on {m['cpus']} CPUs at the start): "
+                  "timings are not representative; ratios measured side by side are the more telling figures.", ""]
     if results["mode"] == "smoke":
         lines += ["**Smoke scale**: tiny databases that prove the harness works; fixed costs (connections, "
                   "GX start-up, audit rows) dominate, so the targets, set for telecom scale, are not expected "
@@ -490,8 +418,8 @@ def markdown(results: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|"]
     for s in results["scales"]:
         for rule, f in s["purge_vs_delete"].items():
-            lines.append(f"| {s['label']} | {rule} | {f['rows']} | {f['audit_rows']} | {f['purge_s']} | {f['delete_s']} | "
-                         f"{f['purge_rows_per_s']} | {f['delete_rows_per_s']} | {f['ratio']} |")
+            lines.append(f"| {s['label']} | {rule} | {f['rows']} | {f['audit_rows']} | {f['purge_s']} | "
+                         f"{f['delete_s']} | {f['purge_rows_per_s']} | {f['delete_rows_per_s']} | {f['ratio']} |")
     lines += ["", "## Scaling", "", "| Size | Partitions | Rows/month | Drop s/month | DELETE s | Speed-up | "
               "Due-customer purge s | GX s | count s | Peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     for s in results["scales"]:

@@ -4,9 +4,11 @@
 Monthly (on the 1st at 06:00 Copenhagen time) for the **previous month**, and by hand
 for any period (`period_start`, `period_end`; empty: the month before the run's date).
 
-| step | what it does |
-| --- | --- |
-| `audit_report` | collects the audit events of all lifecycle DAG runs in the period from the **task logs** (Airflow REST API when `LIFECYCLE_AIRFLOW_API_URL` is set, else the log folder), reconciles them with `lifecycle_audit` (every event has its row, every row its event, the hash chain is intact) and writes an HTML report, a CSV of every action and a JSON summary under `LIFECYCLE_REPORTS_DIR/audit/` |
+- `audit_report`: collects the audit events of all lifecycle DAG runs in the period from the
+  **task logs** (Airflow REST API when `LIFECYCLE_AIRFLOW_API_URL` is set, else the log folder),
+  reconciles them with `lifecycle_audit` (every event has its row, every row its event, the hash
+  chain is intact) and writes an HTML report, a CSV of every action and a JSON summary under
+  `LIFECYCLE_REPORTS_DIR/audit/`
 
 Per rule the report shows customers and rows removed, runs, failed runs, skips for
 legal hold and verification results, with a chart of rows removed per rule over time.
@@ -14,24 +16,18 @@ legal hold and verification results, with a chart of rows removed per rule over 
 The same report outside Airflow: `lifecycle audit-report --from DATE --to DATE`.
 """
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import CronTriggerTimetable, Param, get_current_context, task
 
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.settings import TIMEZONE
 from telco_lifecycle.workflows.audit_chain import verify_audit_chain_task
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH
+from telco_lifecycle.workflows.common import lifecycle_dag, lifecycle_task, run_date, telco_url
 
 
-@dag(
-    dag_id="audit_report",
+@lifecycle_dag(
+    "audit_report", __doc__, ["audit"],
     schedule=CronTriggerTimetable("0 6 1 * *", timezone=TIMEZONE),
-    start_date=START_DATE,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS + ["audit"],
-    default_args=DEFAULT_ARGS,
-    template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "period_start": Param(
             None, type=["null", "string"], format="date", title="Period start",
@@ -49,29 +45,25 @@ def audit_report():
     @task(retries=0)
     def audit_report() -> dict:
         """Reconcile the task logs of the period with the audit trail and write the report."""
+        import contextlib
         import datetime as dt
 
         from telco_lifecycle.database import connect
         from telco_lifecycle.evidence import audit_report as report
-        from telco_lifecycle.workflows.common import run_date, telco_url
 
         context = get_current_context()
         params = context["params"]
         default_start, default_end = report.previous_month(run_date(context))
         start = dt.date.fromisoformat(params["period_start"]) if params.get("period_start") else default_start
         end = dt.date.fromisoformat(params["period_end"]) if params.get("period_end") else default_end
-        if end < start:
-            raise AirflowFailException(f"period_end {end} is before period_start {start}; nothing was written")
-        conn = connect(telco_url())  # psycopg2: the report streams its CSV with COPY
-        try:
-            summary = report.build_report(conn, start, end)
-        finally:
-            conn.close()
-        print(f"audit report {start}..{end}: {summary['html']}")
-        try:
+        with lifecycle_task(context):
+            if end < start:
+                raise Refused(f"period_end {end} is before period_start {start}; nothing was written")
+            # psycopg2 rather than the hook's psycopg 3: the report streams its CSV with COPY.
+            with contextlib.closing(connect(telco_url())) as conn:
+                summary = report.build_report(conn, start, end)
+            print(f"audit report {start}..{end}: {summary['html']}")
             report.require_ok(summary)
-        except report.AuditReportFailed as failed:
-            raise AirflowFailException(str(failed)) from failed
         return {key: summary[key] for key in ("period_start", "period_end", "ok", "log_source", "audit_rows",
                                               "customers_removed", "rows_removed", "html", "csv", "json")}
 

@@ -7,11 +7,14 @@ configuration immediately**, as the privacy policy promises (rule `pbx_sip_confi
 Trigger it by hand (*Trigger DAG* in the UI, or `POST /api/v2/dags/customer_offboarding/dagRuns`)
 with the customer's internal id and your name.
 
-| step | what it does |
-| --- | --- |
-| `offboard_customer` | the first task, so the deletion follows the trigger at once; one transaction: refuses, changing nothing, an unknown customer, an end date in the future or different from one already recorded, and a customer under **legal hold**; counts the customer's rows; sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes the audit rows |
-| `verify_offboarding` | Great Expectations re-queries the database: no PBX/SIP rows remain, nothing else of the customer was removed |
-| `summarise` | the counts per table (the run's XCom); no personal data |
+- `offboard_customer`: the first task, so the deletion follows the trigger at once; one
+  transaction: refuses, changing nothing, an unknown customer, an end date in the future or
+  different from one already recorded, and a customer under **legal hold**; counts the
+  customer's rows; sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes
+  the audit rows
+- `verify_offboarding`: Great Expectations re-queries the database: no PBX/SIP rows remain,
+  nothing else of the customer was removed
+- `summarise`: the counts per table (the run's XCom); no personal data
 
 `dry_run` counts what would be deleted and changes nothing. Offboarding a customer
 that has already ended is a no-op that says so. CRM data, contracts and accounting
@@ -20,29 +23,24 @@ material are kept: the daily retention DAGs remove them when their time comes.
 
 from airflow.sdk import Param, get_current_context, task
 
-from telco_lifecycle.workflows.alerts import deadline_dag, offboarding_deadline
+from telco_lifecycle.workflows.alerts import offboarding_deadline
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS,
-    START_DATE,
-    TAGS,
-    TEMPLATE_SEARCHPATH,
     customer_id_param,
     dry_run_param,
+    lifecycle_dag,
+    lifecycle_task,
     requested_by_param,
+    run_context,
+    run_date,
+    telco_task,
+    telco_url,
 )
-from telco_lifecycle.workflows.refusals import refuse
 
 
-@deadline_dag(
-    dag_id="customer_offboarding",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    doc_md=__doc__,
-    tags=TAGS + ["offboarding", "pbx_sip_config"],  # the rule it applies (the status page)
-    default_args=DEFAULT_ARGS,
+@lifecycle_dag(
+    "customer_offboarding", __doc__,
+    ["offboarding", "pbx_sip_config"],  # the rule it applies (the status page)
     deadline=offboarding_deadline(),
-    template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer whose relationship ends"),
         "relationship_end": Param(
@@ -61,18 +59,11 @@ def customer_offboarding():
     @task
     def offboard_customer() -> dict:
         """End the relationship and delete the PBX/SIP configuration in one transaction."""
-        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.rules import offboarding
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             result = offboarding.offboard(conn, _request(context), run_context(context))
-        except (UnknownCustomer, offboarding.OffboardingRefused) as refused:
-            refuse(context, refused)
-        finally:
-            conn.close()
         print(result["message"])
         return result
 
@@ -83,11 +74,11 @@ def customer_offboarding():
 
         from telco_lifecycle.evidence.verification import run_checks
         from telco_lifecycle.rules.offboarding import verification_checks
-        from telco_lifecycle.workflows.common import telco_url
 
         context = get_current_context()
         checks = verification_checks(result["customer_id"], result["rows_before"], result["dry_run"])
-        results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
+        with lifecycle_task(context):
+            results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
         return [dataclasses.asdict(r) for r in results]
 
     @task
@@ -113,7 +104,6 @@ def _request(context):
     import datetime as dt
 
     from telco_lifecycle.rules.offboarding import OffboardingRequest
-    from telco_lifecycle.workflows.common import run_date
 
     params = context["params"]
     return OffboardingRequest(

@@ -14,9 +14,8 @@ category by category as the retention policy defines them, into
 
 all under `LIFECYCLE_REPORTS_DIR/subject_access/`. Send them to the customer.
 
-| step | what it does |
-| --- | --- |
-| `export_customer_data` | one consistent snapshot; rows streamed to the files in chunks (server-side cursor); one audit row with the files' SHA-256 |
+- `export_customer_data`: one consistent snapshot; rows streamed to the files in chunks
+  (server-side cursor); one audit row with the files' SHA-256
 
 The files are the only place personal data appears: the log, the XCom and the audit row
 carry the customer id, row counts per table and the checksums. An unknown customer fails
@@ -25,28 +24,20 @@ the run with that message and nothing is written. A legal hold does not block ac
 
 from airflow.sdk import Param, get_current_context, task
 
-from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
+from telco_lifecycle.workflows.alerts import request_deadline
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS,
-    START_DATE,
-    TAGS,
-    TEMPLATE_SEARCHPATH,
     customer_id_param,
+    lifecycle_dag,
     requested_by_param,
+    run_context,
+    run_date,
+    telco_task,
 )
-from telco_lifecycle.workflows.refusals import refuse
 
 
-@deadline_dag(
-    dag_id="data_subject_access",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    doc_md=__doc__,
-    tags=TAGS + ["data-subject-request"],
-    default_args=DEFAULT_ARGS,
+@lifecycle_dag(
+    "data_subject_access", __doc__, ["data-subject-request"],
     deadline=request_deadline("access"),
-    template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer asking for its data"),
         "requested_by": requested_by_param("the audit trail"),
@@ -58,20 +49,13 @@ def data_subject_access():
     @task(retries=0)
     def export_customer_data() -> dict:
         """Write the JSON and HTML access report; return counts and checksums only."""
-        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import access as subject_access
-        from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
 
         context = get_current_context()
         params = context["params"]
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             result = subject_access.export(conn, int(params["customer_id"]), params["requested_by"],
                                            run_date(context), run_context(context), params.get("language") or "da")
-        except UnknownCustomer as refused:
-            refuse(context, refused)
-        finally:
-            conn.close()
         print(f"customer {result['customer_id']}: {sum(result['rows'].values())} row(s) exported,"
               f" JSON sha256 {result['sha256']}")
         return result

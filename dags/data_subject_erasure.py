@@ -5,15 +5,18 @@ The privacy policy lets a customer ask at any time for its data to be deleted, e
 accounting material. This DAG erases what the retention policy allows, after a person
 of the data team has **approved** it in the Airflow UI (*Required actions*).
 
-| step | what it does |
-| --- | --- |
-| `check_request` | refuses, changing nothing, an unknown customer or one under **legal hold**; counts what would be erased and kept (the dry run shown to the approver) |
-| `approval_gate` | reads the deployment's `LIFECYCLE_REQUIRE_ERASURE_APPROVAL` (default `true`; no trigger param can switch it off); a dry run needs no approval |
-| `approve_erasure` | human in the loop (`ApprovalOperator`): **Approve** erases, **Reject** erases nothing |
-| `erase` | one transaction per rule with its audit rows, each recording whether approval was required and who gave it |
-| `verify_erasure` | Great Expectations re-queries each table: erased sets gone, kept sets whole |
-| `write_statement` | the erasure statement for the customer (what was erased, what was kept and why, legal basis, when, verification) as JSON + HTML under `LIFECYCLE_REPORTS_DIR/erasure/` |
-| `summarise` | the outcome (counts only); after a rejection it records who rejected |
+- `check_request`: refuses, changing nothing, an unknown customer or one under **legal hold**;
+  counts what would be erased and kept (the dry run shown to the approver)
+- `approval_gate`: reads the deployment's `LIFECYCLE_REQUIRE_ERASURE_APPROVAL` (default `true`;
+  no trigger param can switch it off); a dry run needs no approval
+- `approve_erasure`: human in the loop (`ApprovalOperator`): **Approve** erases, **Reject**
+  erases nothing
+- `erase`: one transaction per rule with its audit rows, each recording whether approval was
+  required and who gave it
+- `verify_erasure`: Great Expectations re-queries each table: erased sets gone, kept sets whole
+- `write_statement`: the erasure statement for the customer (what was erased, what was kept and
+  why, legal basis, when, verification) as JSON + HTML under `LIFECYCLE_REPORTS_DIR/erasure/`
+- `summarise`: the outcome (counts only); after a rejection it records who rejected
 
 What goes: after the relationship has ended, everything but accounting material (the
 customers row is reduced to a tombstone of id and dates). While the relationship lasts,
@@ -22,44 +25,26 @@ only what is not needed to deliver and invoice the services (the policy's
 technical ones); the statement says what was kept and why. `dry_run` counts only.
 """
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import TriggerRule, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from telco_lifecycle.workflows.alerts import deadline_dag, request_deadline
+from telco_lifecycle.workflows.alerts import request_deadline
+from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS,
-    START_DATE,
-    TAGS,
-    TEMPLATE_SEARCHPATH,
     customer_id_param,
     dry_run_param,
+    lifecycle_dag,
+    lifecycle_task,
     requested_by_param,
+    run_context,
+    run_date,
+    telco_task,
+    telco_url,
 )
-from telco_lifecycle.workflows.refusals import refuse
 
 
-class ErasureApproval(ApprovalOperator):
-    """The ApprovalOperator, keeping the response (who, what, when) as XCom `response` for the
-    erasure and the audit trail: on Reject the operator itself returns nothing, it skips `erase`."""
-
-    def execute_complete(self, context, event):
-        context["ti"].xcom_push(key="response", value={
-            "chosen_options": event.get("chosen_options"), "responded_at": str(event.get("responded_at")),
-            "responded_by": (event.get("responded_by_user") or {}).get("name")})
-        return super().execute_complete(context, event)
-
-
-@deadline_dag(
-    dag_id="data_subject_erasure",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    doc_md=__doc__,
-    tags=TAGS + ["data-subject-request"],
-    default_args=DEFAULT_ARGS,
+@lifecycle_dag(
+    "data_subject_erasure", __doc__, ["data-subject-request"],
     deadline=request_deadline("erasure"),
-    template_searchpath=TEMPLATE_SEARCHPATH,
     params={
         "customer_id": customer_id_param("of the customer asking for erasure"),
         "requested_by": requested_by_param("the audit trail"),
@@ -70,18 +55,11 @@ def data_subject_erasure():
     @task(retries=0)
     def check_request() -> dict:
         """Refuse an unknown or held customer; count what would be erased and kept."""
-        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import erasure
-        from telco_lifecycle.workflows.common import run_date, telco_connection
 
         context = get_current_context()
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             planned = erasure.plan(conn, int(context["params"]["customer_id"]), run_date(context))
-        except (UnknownCustomer, erasure.ErasureRefused) as refused:
-            refuse(get_current_context(), refused)
-        finally:
-            conn.close()
         return {**planned, "approval_body": erasure.approval_body(planned)}
 
     @task.branch(retries=0)
@@ -89,16 +67,15 @@ def data_subject_erasure():
         """Approval unless the deployment switched it off (or a dry run, which erases nothing)."""
         from telco_lifecycle.subjects import erasure
 
-        try:
+        context = get_current_context()
+        with lifecycle_task(context):
             required = erasure.approval_required()
-        except erasure.ErasureRefused as refused:
-            refuse(get_current_context(), refused)
-        needed = required and not get_current_context()["params"]["dry_run"]
+        needed = required and not context["params"]["dry_run"]
         print(f"approval {'required' if needed else 'not required'} ({erasure.APPROVAL_SETTING}="
               f"{'true' if required else 'false'})")
         return "approve_erasure" if needed else "erase"
 
-    approve = ErasureApproval(
+    approve = RecordedApproval(
         task_id="approve_erasure",
         subject="Erase the data of customer {{ params.customer_id }}?",
         body="{{ ti.xcom_pull(task_ids='check_request')['approval_body'] }}",
@@ -108,26 +85,15 @@ def data_subject_erasure():
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def erase(planned: dict) -> dict:
         """Erase in one transaction per rule, after approval (or with approval switched off)."""
-        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.subjects import erasure
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         params = context["params"]
         dry_run = bool(params["dry_run"])
-        required = erasure.approval_required() and not dry_run
-        response = context["ti"].xcom_pull(task_ids="approve_erasure", key="response") if required else None
-        if required and (not response or response["chosen_options"] != [ApprovalOperator.APPROVE]):
-            raise AirflowFailException("erasure requires an approval and none was given; nothing was changed")
-        approval = {"required": required, "by": response and response["responded_by"],
-                    "at": response and response["responded_at"]}
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
+            approval = approval_given(context, "approve_erasure", erasure.approval_required() and not dry_run,
+                                      "erasure")
             result = erasure.erase(conn, planned, params["requested_by"], approval, dry_run, run_context(context))
-        except (UnknownCustomer, erasure.ErasureRefused) as refused:
-            refuse(get_current_context(), refused)
-        finally:
-            conn.close()
         print(result["message"])
         return result
 
@@ -138,11 +104,12 @@ def data_subject_erasure():
 
         from telco_lifecycle.evidence.verification import run_checks
         from telco_lifecycle.subjects.erasure import verification_checks
-        from telco_lifecycle.workflows.common import telco_url
 
+        context = get_current_context()
         checks = verification_checks(planned, result["dry_run"])
-        suite = f"erasure_{planned['customer_id']}_{get_current_context()['run_id']}"
-        return [dataclasses.asdict(r) for r in run_checks(telco_url(), suite, checks)]
+        with lifecycle_task(context):
+            results = run_checks(telco_url(), f"erasure_{planned['customer_id']}_{context['run_id']}", checks)
+        return [dataclasses.asdict(r) for r in results]
 
     @task
     def write_statement(planned: dict, result: dict, verification: list[dict]) -> dict:
@@ -150,25 +117,22 @@ def data_subject_erasure():
         from telco_lifecycle.subjects.erasure import write_statement as write
 
         context = get_current_context()
-        return write(planned, result, verification, context["params"]["requested_by"], context["run_id"])
+        with lifecycle_task(context):
+            return write(planned, result, verification, context["params"]["requested_by"], context["run_id"])
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def summarise(planned: dict) -> dict:
         """The run's outcome, counts only; records a rejection."""
         from telco_lifecycle.subjects import erasure
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         ti = context["ti"]
         result, statement = ti.xcom_pull(task_ids="erase"), ti.xcom_pull(task_ids="write_statement")
         if result is None:
-            conn = telco_connection()
-            try:
+            with telco_task(context) as conn:
                 return erasure.record_rejection(conn, planned, context["params"]["requested_by"],
                                                 ti.xcom_pull(task_ids="approve_erasure", key="response"),
                                                 run_context(context))
-            finally:
-                conn.close()
         return {"customer_id": planned["customer_id"], "active": planned["active"], "dry_run": result["dry_run"],
                 "approval": result["approval"], "erased": result["erased"],
                 "kept": {k["table"]: k["rows"] for k in planned["keep"]},

@@ -19,28 +19,20 @@ to the run's date: the next run of each retention DAG deletes whatever has becom
 due meanwhile. Releasing a case that holds nothing is refused and changes nothing.
 """
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, get_current_context, task
 
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS,
-    START_DATE,
-    TAGS,
-    TEMPLATE_SEARCHPATH,
     customer_id_param,
+    lifecycle_dag,
     requested_by_param,
+    run_context,
+    run_date,
+    telco_task,
 )
-from telco_lifecycle.workflows.refusals import refuse
 
 
-@dag(
-    dag_id="legal_hold",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
-    doc_md=__doc__,
-    tags=TAGS + ["legal-hold"],
-    default_args=DEFAULT_ARGS,
-    template_searchpath=TEMPLATE_SEARCHPATH,
+@lifecycle_dag(
+    "legal_hold", __doc__, ["legal-hold"],
     params={
         "customer_id": customer_id_param("the hold applies to"),
         "action": Param(
@@ -59,21 +51,14 @@ def legal_hold():
     @task(retries=0)
     def apply_legal_hold() -> dict:
         """Place or release the hold in one transaction with its audit row."""
-        from telco_lifecycle.customers import UnknownCustomer
         from telco_lifecycle.rules import legal_holds
-        from telco_lifecycle.workflows.common import run_context, run_date, telco_connection
 
         context = get_current_context()
         params = context["params"]
         request = legal_holds.HoldRequest(int(params["customer_id"]), params["action"], params["case_reference"],
                                           params["requested_by"], run_date(context))
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             result = legal_holds.apply(conn, request, run_context(context))
-        except (UnknownCustomer, legal_holds.LegalHoldRefused) as refused:
-            refuse(context, refused)
-        finally:
-            conn.close()
         print(result["message"])
         return result
 

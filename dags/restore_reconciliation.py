@@ -21,20 +21,22 @@ data is back.
 nothing to re-apply and changes nothing. Logic: `telco_lifecycle.rules.restore`.
 """
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import get_current_context, task
 
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, dry_run_param, requested_by_param
+from telco_lifecycle.workflows.common import (
+    dry_run_param,
+    lifecycle_dag,
+    lifecycle_task,
+    requested_by_param,
+    run_context,
+    telco_task,
+    telco_url,
+)
 
 
-@dag(
-    dag_id="restore_reconciliation",
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
+@lifecycle_dag(
+    "restore_reconciliation", __doc__, ["restore"],
     max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS + ["restore"],
-    default_args=DEFAULT_ARGS,
     params={
         "requested_by": requested_by_param("the audit rows and the report"),
         "dry_run": dry_run_param("what the ledger says would be re-applied"),
@@ -45,15 +47,11 @@ def restore_reconciliation():
     def reconcile() -> dict:
         """Re-apply the ledger's actions the restored database lacks, in ledger order."""
         from telco_lifecycle.rules import restore
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             result = restore.reconcile(conn, run_context(context), context["params"]["requested_by"],
                                        dry_run=bool(context["params"]["dry_run"]))
-        finally:
-            conn.close()
         print(result["message"])
         return result
 
@@ -61,16 +59,19 @@ def restore_reconciliation():
     def verify_reconciliation(result: dict) -> list[dict]:
         """Great Expectations: every replayed customer and rule matches the ledger."""
         from telco_lifecycle.rules import restore
-        from telco_lifecycle.workflows.common import telco_url
 
-        return restore.verify(telco_url(), result, get_current_context()["run_id"])
+        context = get_current_context()
+        with lifecycle_task(context):
+            return restore.verify(telco_url(), result, context["run_id"])
 
     @task
     def write_report(result: dict, verification: list[dict]) -> dict:
         """The reconciliation report (no personal data)."""
         from telco_lifecycle.rules import restore
 
-        path = restore.write_report(result, verification, get_current_context()["run_id"])
+        context = get_current_context()
+        with lifecycle_task(context):
+            path = restore.write_report(result, verification, context["run_id"])
         print(f"{result['message']}\nreport: {path}")
         return {"message": result["message"], "report": path, "dry_run": result["dry_run"],
                 "ledger_entries": result["ledger_entries"], "per_rule": result["per_rule"],

@@ -22,47 +22,37 @@ under `LIFECYCLE_REPORTS_DIR/data_docs`. The same checks, plus before/after coun
 of the purge, are the last task of every retention DAG.
 """
 
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
 from telco_lifecycle.workflows.audit_chain import verify_audit_chain_task
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, TEMPLATE_SEARCHPATH, as_of_param
+from telco_lifecycle.workflows.common import (
+    as_of_date,
+    as_of_param,
+    lifecycle_dag,
+    telco_task,
+    telco_url,
+)
 
 
-@dag(
-    dag_id="retention_verification",
+@lifecycle_dag(
+    "retention_verification", __doc__, ["retention", "verification"], {"as_of": as_of_param()},
     schedule=CronTriggerTimetable("0 5 * * *", timezone=TIMEZONE),
-    start_date=START_DATE,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS + ["retention", "verification"],
-    default_args=DEFAULT_ARGS,
-    template_searchpath=TEMPLATE_SEARCHPATH,
-    params={"as_of": as_of_param()},
 )
 def retention_verification():
     @task(retries=0)
     def verify_all_rules() -> dict:
         """Every rule's checks at `as_of`; fails naming rule, table and count. First: a
         database restored from a backup (behind the deletion ledger) fails the run."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from telco_lifecycle.database import connect
-        from telco_lifecycle.evidence.restore_detection import RestoredDatabase, refuse_if_restored
+        from telco_lifecycle.evidence.restore_detection import refuse_if_restored
         from telco_lifecycle.evidence.retention_checks import verify
-        from telco_lifecycle.workflows.common import as_of_date, telco_url
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
-        conn = connect(telco_url())
-        try:
+        with telco_task(context) as conn:
             refuse_if_restored(conn, "retention_verification")
-        except RestoredDatabase as restored:
-            raise AirflowFailException(str(restored)) from restored
-        finally:
-            conn.close()
-        results = verify(telco_url(), as_of, f"retention_verification_{context['run_id']}")
+            results = verify(telco_url(), as_of, f"retention_verification_{context['run_id']}")
         return {"as_of": as_of.isoformat(), "verification": "passed", "checks": len(results)}
 
     verify_all_rules()

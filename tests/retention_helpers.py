@@ -31,7 +31,8 @@ def add_customer(telco, customer_id: int, ended_on: dt.date | None, invoices=(),
     for issued_on, fiscal_year in invoices:
         telco.execute("WITH i AS (INSERT INTO invoices (customer_id, issued_on, fiscal_year, billing_name, amount_dkk)"
                       " VALUES (%s, %s, %s, 'Test ApS', 100) RETURNING invoice_id, issued_on)"
-                      " INSERT INTO payments (invoice_id, paid_on, amount_dkk) SELECT invoice_id, issued_on, 100 FROM i",
+                      " INSERT INTO payments (invoice_id, paid_on, amount_dkk)"
+                      " SELECT invoice_id, issued_on, 100 FROM i",
                       (customer_id, issued_on, fiscal_year))
     for started_at in cdrs:
         telco.execute("INSERT INTO cdrs (customer_id, a_number, b_number, started_at, kind)"

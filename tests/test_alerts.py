@@ -106,7 +106,8 @@ def test_a_failing_verification_alerts_the_team(telco, run_dag, smtp, statsd):
     assert len(smtp.messages) == 1
     message = smtp.messages[0]
     text = smtp.text(message)
-    assert message["Subject"].startswith("[data lifecycle] verification failed: retention_verification.verify_all_rules")
+    assert message["Subject"].startswith(
+        "[data lifecycle] verification failed: retention_verification.verify_all_rules")
     assert message["To"] == "data-team@localhost"
     assert run.run_id in text and "crm_master_data" in text and "offending rows" in text
     assert ">as_of<" in text and ANCHOR.isoformat() in text

@@ -68,7 +68,8 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     assert summary["ok"] and summary["mismatches"] == [] and summary["chain_breaks"] == []
     assert summary["audit_rows"] == telco.scalar("SELECT count(*) FROM lifecycle_audit") > 0
     assert summary["rows_removed"] == telco.scalar(
-        "SELECT sum(row_count) FROM lifecycle_audit WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
+        "SELECT sum(row_count) FROM lifecycle_audit"
+        " WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
     pbx = next(r for r in summary["rules"] if r["rule"] == "pbx_sip_config")
     assert pbx["customers"] == 1 and pbx["runs"] == 1 and pbx["verification_passed"] > 0
     [failed] = [f for f in summary["failed_runs"] if f["run_id"] == refused.run_id]
@@ -105,7 +106,8 @@ def test_missing_events_are_told_apart_from_retries_and_console_runs(telco, run_
     # a record written and committed by a run that crashed before its log and its ledger entry
     conn = connect(telco.url)
     with transaction(conn) as cur:
-        silent = audit.record(cur, audit.Action("delete", "pbx_sip_config", customer, "sip_peers", 1), audit.RunContext())
+        silent = audit.record(cur, audit.Action("delete", "pbx_sip_config", customer, "sip_peers", 1),
+                              audit.RunContext())
     conn.close()
 
     summary = build(telco, period)

@@ -69,7 +69,8 @@ def accounting_fingerprint(telco) -> dict[str, str]:
 
 def counts(telco, customer: int) -> dict[str, int]:
     return {
-        "crm_correspondence": telco.scalar("SELECT count(*) FROM crm_correspondence WHERE customer_id = %s", (customer,)),
+        "crm_correspondence": telco.scalar("SELECT count(*) FROM crm_correspondence WHERE customer_id = %s",
+                                           (customer,)),
         "contacts_other": telco.scalar("SELECT count(*) FROM contacts WHERE customer_id = %s AND role = 'other'",
                                        (customer,)),
         "contacts_kept": telco.scalar("SELECT count(*) FROM contacts WHERE customer_id = %s AND role <> 'other'",

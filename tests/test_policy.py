@@ -58,7 +58,8 @@ def broken_copy(tmp_path, old: str, new: str):
 
 
 def test_broken_policy_names_the_line_and_the_problem(tmp_path):
-    path, line = broken_copy(tmp_path, "period_years: 5\n    trigger: schedule\n    legal_basis:\n      en: >-\n        Kept",
+    path, line = broken_copy(tmp_path,
+                             "period_years: 5\n    trigger: schedule\n    legal_basis:\n      en: >-\n        Kept",
                              "period_years: -5\n    trigger: schedule\n    legal_basis:\n      en: >-\n        Kept")
     with pytest.raises(PolicyError) as error:
         load_policy.__wrapped__(path)

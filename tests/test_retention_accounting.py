@@ -25,7 +25,8 @@ def test_fiscal_year_boundary_partitions_and_holds(telco, run_dag):
     add_customer(telco, 100031, None, invoices=[(D(2019, 12, 31), 2019), (D(2020, 3, 31), 2020)],
                  cdrs=[T(2019, 12, 31, 23, 30), T(2020, 1, 1, 0, 30)])  # 00:30 is still 2019 in UTC
     add_customer(telco, 100032, None, invoices=[(D(2019, 6, 30), 2019)], cdrs=[T(2019, 12, 15, 12)])
-    telco.execute("INSERT INTO legal_holds (customer_id, case_reference, placed_on) VALUES (100032, 'SKP-T', '2019-01-01')")
+    telco.execute("INSERT INTO legal_holds (customer_id, case_reference, placed_on)"
+                  " VALUES (100032, 'SKP-T', '2019-01-01')")
     held_before = rows_of(telco, 100032)
 
     dag_run, xcom = run_dag("accounting_retention", {}, at(D(2024, 12, 31)))

@@ -106,8 +106,7 @@ def test_embedded_server_of_another_checkout_is_refused_with_its_owner(tmp_path)
     import pytest
 
     from telco_lifecycle.local.components import free_port
-    from telco_lifecycle.local.embedded import (PortInUse, checkout_port, ensure_embedded_server,
-                                                stop_embedded_server)
+    from telco_lifecycle.local.embedded import PortInUse, checkout_port, ensure_embedded_server, stop_embedded_server
 
     first, second = tmp_path / "a" / ".lifecycle", tmp_path / "b" / ".lifecycle"
     assert checkout_port(first) != checkout_port(second)

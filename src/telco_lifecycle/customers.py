@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.policy import Policy
 
 
-class UnknownCustomer(LookupError):
-    pass
+class UnknownCustomer(Refused, LookupError):
+    """No customer with this id; nothing was changed."""
 
 
 def require_customer(cur, customer_id: int, lock: bool = False) -> dict:

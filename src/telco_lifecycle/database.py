@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 # Bounds on how long a purge may wait for a lock or run one statement, so that a
 # blocked purge fails clearly (and Airflow retries it) instead of stalling the database.
@@ -14,6 +15,16 @@ STATEMENT_TIMEOUT = "15min"
 # The least-privilege role (migration 0007) to act as when the connection's login
 # role is a member of it rather than the role itself.
 ROLE_ENV = "LIFECYCLE_DATABASE_ROLE"
+
+
+class Connection(Protocol):
+    """What the lifecycle uses of a DB-API connection: psycopg2's (`connect`) or psycopg 3's
+    (the Airflow `telco_db` hook's); both take `%s`/`%(name)s` parameters."""
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def connect(database_url: str, application_name: str = "telco_lifecycle"):

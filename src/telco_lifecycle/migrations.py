@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.policy import check_schema, load_policy
 from telco_lifecycle.settings import sql_dir
 
@@ -16,9 +18,9 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 CDR_PARTITIONS_AHEAD = "2 years"
 
 
-def migration_files():
+def migration_files() -> list[Path]:
     files = sorted(p for p in (sql_dir() / "migrations").iterdir() if MIGRATION_NAME.match(p.name))
-    versions = [MIGRATION_NAME.match(p.name).group(1) for p in files]
+    versions = [p.name[:4] for p in files]  # the version: MIGRATION_NAME's four digits
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"two migrations share a version number: {versions}")
     return files
@@ -71,7 +73,7 @@ def ensure_cdr_partitions(cur) -> int:
 APP_ROLE = "lifecycle_app"  # the least-privilege group role of migration 0007
 
 
-class LoginRefused(ValueError):
+class LoginRefused(Refused):
     """The login cannot be made a least-privilege login; nothing was changed."""
 
 

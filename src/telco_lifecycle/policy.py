@@ -102,6 +102,18 @@ class DataItem(_Strict):
         """The kept columns named `*_purged_on`: they record the day the rule was applied."""
         return [c for c in self.kept_columns if c.endswith("_purged_on")]
 
+    @property
+    def date_column(self) -> str:
+        """The column that dates a row (fiscal-year rules): `dated_by` without its table."""
+        if self.dated_by is None:
+            raise ValueError(f"{self.table} has no `dated_by`")
+        return self.dated_by.rsplit(".", 1)[-1]
+
+    @property
+    def dated_via_subject(self) -> bool:
+        """`dated_by` is a column of the table the row reaches its customer through."""
+        return "." in (self.dated_by or "")
+
     def subject_filter(self, customer: str = "%(customer_id)s") -> str:
         """SQL condition selecting this table's rows of one customer (`customer`: a
         placeholder or a validated integer literal)."""
@@ -158,6 +170,13 @@ class Erasure(_Strict):
         if self.while_active == "partial" and not self.kept_while_active:
             raise ValueError("partial erasure while active needs `kept_while_active`")
         return self
+
+    @property
+    def exempt_reason(self) -> Bilingual:
+        """Why data exempt from erasure is kept (given whenever `on_request` is false)."""
+        if self.reason is None:
+            raise ValueError("data that can be erased on request has no exemption `reason`")
+        return self.reason
 
 
 class Rule(_Strict):
@@ -258,7 +277,7 @@ def rules_table(policy: Policy) -> str:
                 else f"kept until clock + {rule.period_years} years, deleted on the first run after"
                 if rule.clock == "fiscal_year_end"
                 else f"on the first run with `as_of` >= clock + {rule.period_years} year(s)")
-        erasure = ("no: " + rule.erasure.reason.en) if not rule.erasure.on_request else (
+        erasure = ("no: " + rule.erasure.exempt_reason.en) if not rule.erasure.on_request else (
             "yes" if rule.erasure.while_active is True else
             "after the relationship ends" + (" (partly before)" if rule.erasure.while_active == "partial" else ""))
         tables = ", ".join(f"`{t}`" for t in rule.tables)

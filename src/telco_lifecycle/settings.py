@@ -9,7 +9,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 TIMEZONE = "Europe/Copenhagen"
 TELCO_CONN_ID = "telco_db"
-AUDIT_LOGGER = "telco_lifecycle.audit"  # the audit events' logger name: fixed, old task logs use it
+# Logger names the audit report reads task logs by: fixed, older task logs carry them.
+AUDIT_LOGGER = "telco_lifecycle.audit"
+VERIFICATION_LOGGER = "telco_lifecycle.verification"
 
 
 def project_dir() -> Path:

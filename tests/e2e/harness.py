@@ -143,7 +143,7 @@ class AirflowE2E:
         return [json.loads(line) for line in response.data.decode().splitlines() if line.strip()]
 
     def audit_events(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> list[dict]:
-        """The audit events a task logged (logger telco_lifecycle.evidence.audit, message prefix `AUDIT `)."""
+        """The audit events a task logged (logger telco_lifecycle.audit, message prefix `AUDIT `)."""
         return [parse_event(m["event"]) for m in self.log_messages(dag_id, run_id, task_id, try_number)
                 if m.get("logger") == AUDIT_LOGGER and parse_event(m["event"])]
 

@@ -49,7 +49,8 @@ DAGS = {
         {"customer_id": NO_SUCH_CUSTOMER, **STAFF},
         {"customer_id": BAD_IDS, "requested_by": BAD_TEXT, "dry_run": BAD_BOOLEANS,
          "relationship_end": BAD_DATES, "reason": BAD_REASONS}),
-    "data_subject_access": corpus({"customer_id": NO_SUCH_CUSTOMER, **STAFF}, {"customer_id": BAD_IDS, "requested_by": BAD_TEXT}),
+    "data_subject_access": corpus({"customer_id": NO_SUCH_CUSTOMER, **STAFF},
+                                  {"customer_id": BAD_IDS, "requested_by": BAD_TEXT}),
     "data_subject_erasure": corpus(
         {"customer_id": NO_SUCH_CUSTOMER, **STAFF},
         {"customer_id": BAD_IDS, "requested_by": BAD_TEXT, "dry_run": BAD_BOOLEANS}),

@@ -176,7 +176,7 @@ def batch_event(events: list[dict]) -> dict:
         links[e["link_id"]] = {"link_id": e["link_id"], "seq": e["seq"], "link_hash": e["link_hash"],
                                "merkle_root": e["merkle_root"], "total_records": e["total_records"],
                                "sealed_at": _iso(e["sealed_at"])}
-    summary = Counter()
+    summary: Counter[tuple[str, str, str, bool]] = Counter()
     for e in events:
         summary[(e["action"], e["rule"] or "", e["table_name"] or "", bool(e["dry_run"]))] += e["row_count"]
     return {"dag_id": first["dag_id"], "run_id": first["run_id"], "task_id": first["task_id"],

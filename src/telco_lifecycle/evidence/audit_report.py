@@ -37,22 +37,24 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import checkpoints, integrity
 from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, parse_event
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.policy import load_policy
-from telco_lifecycle.settings import TIMEZONE, read_sql, reports_dir
+from telco_lifecycle.settings import TIMEZONE, VERIFICATION_LOGGER, read_sql, reports_dir
 
 log = logging.getLogger("telco_lifecycle.evidence.audit_report")
 
 LOCAL_TZ = ZoneInfo(TIMEZONE)
-VERIFICATION_LOGGER = "telco_lifecycle.evidence.verification"
 VERIFICATION = re.compile(r"^verification \[(?P<rule>[^ /]+) / (?P<table>[^\]]+)\] (?P<check>.*):"
                           r" (?P<verdict>passed|FAILED)")
 
 
-class AuditReportFailed(RuntimeError):
+class AuditReportFailed(Refused):
     """The logs and the audit trail disagree, or the chain is broken; the report says where."""
+
+    recorded = False  # a finding of the report, not a refused request
 
 
 # --- Reading task logs ---------------------------------------------------------------
@@ -521,8 +523,8 @@ def deletions_chart(series: list[tuple[str, str, int]]) -> str:
                              f"<text x='{x + step / 2}' y='{base - h - 3:.1f}' text-anchor='middle'>{n:,}</text>")
     axis_y = 30 + len(rules) * (panel + gap)
     for i, bucket in enumerate(buckets):
-        x = left + i * step + step / 2
-        parts.append(f"<text x='{x}' y='{axis_y}' text-anchor='end' transform='rotate(-35 {x} {axis_y})'>"
+        middle = left + i * step + step / 2
+        parts.append(f"<text x='{middle}' y='{axis_y}' text-anchor='end' transform='rotate(-35 {middle} {axis_y})'>"
                      f"{bucket}</text>")
     parts.append(f"<text x='{left}' y='{height - 4}' font-size='12'>{axis} the rule was applied for (as_of)</text>")
     return "".join(parts) + "</svg>"

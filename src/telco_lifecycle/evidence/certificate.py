@@ -21,7 +21,15 @@ from pathlib import Path
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit, checkpoints, merkle, signing
-from telco_lifecycle.evidence.audit_report import LOCAL_TZ, STYLE, html_table, log_source, read_logs, run_label
+from telco_lifecycle.evidence.audit_report import (
+    LOCAL_TZ,
+    STYLE,
+    LogFindings,
+    html_table,
+    log_source,
+    read_logs,
+    run_label,
+)
 from telco_lifecycle.evidence.integrity import LINKS, Link
 from telco_lifecycle.evidence.store import canonical, evidence_store
 from telco_lifecycle.settings import reports_dir
@@ -53,9 +61,8 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
         for action in actions:
             action["proof"] = _proof(cur, action, links, by_seq, signed)
     runs = {(a["dag_id"], a["run_id"]) for a in actions}
-    findings = read_logs(source or log_source(), runs=runs) if runs else None
-    logged = {(link["link_id"], link["link_hash"]) for _, e in findings.events for link in e.get("links", [])} \
-        if findings else set()
+    findings = read_logs(source or log_source(), runs=runs) if runs else LogFindings()
+    logged = {(link["link_id"], link["link_hash"]) for _, e in findings.events for link in e.get("links", [])}
     for action in actions:
         checks = [c for c in findings.verifications
                   if (c["dag_id"], c["run_id"]) == (action["dag_id"], action["run_id"]) and c["rule"] == action["rule"]]
@@ -180,7 +187,8 @@ def render_html(c: dict) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}{PRINT_STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Issued {html.escape(_local(c['issued_at']))} (all times Europe/Copenhagen). Rules applied: {html.escape(', '.join(c['rules_applied']) or 'none')}.</p>
+<p>Issued {html.escape(_local(c['issued_at']))} (all times Europe/Copenhagen).
+Rules applied: {html.escape(', '.join(c['rules_applied']) or 'none')}.</p>
 <p class="{'good' if c['backed_by_audit_trail'] else 'bad'}">{html.escape(state)}</p>
 {table}
 <p>Whole-table actions (CDR month partitions dropped by the accounting rule) name no customer and are in the

@@ -21,7 +21,7 @@ from telco_lifecycle.evidence import store
 CHECKPOINT_INTERVAL = 30.0  # seconds
 KIND = "lifecycle_audit_head"
 _pending: dict = {}
-_last_written = [None]  # monotonic time of this process's last checkpoint
+_last_written: list[float | None] = [None]  # monotonic time of this process's last checkpoint
 
 
 def document(seq: int, link_hash: str, total_records: int, last_audit_id: int | None, sealed_at,

@@ -95,7 +95,9 @@ def describe(result: dict) -> str:
 def _check_records(conn, by_id: dict[int, Link], findings: list[str]) -> int:  # noqa: C901 - one pass
     """Every record's hash, the version-1 chain, and each link's records against the link."""
     count, previous_v1 = 0, GENESIS
-    group_id, leaves, ids = None, [], []
+    group_id = None
+    leaves: list[str] = []
+    ids: list[int] = []
 
     def close_group() -> None:
         if group_id is None:
@@ -166,7 +168,7 @@ def _check_checkpoints(checkpoints: list[dict], links: list[Link], findings: lis
     signed: dict[int, tuple[int, str]] = {}
     previous = None
     for checkpoint in checkpoints:
-        sequence = checkpoint.get("sequence")
+        sequence: int = checkpoint["sequence"]
         name = f"checkpoint {sequence}"
         expected = previous.get("sequence", 0) + 1 if previous else 1
         if sequence != expected:

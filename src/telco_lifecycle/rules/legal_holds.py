@@ -12,11 +12,12 @@ import datetime as dt
 
 from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.settings import read_sql
 
 
-class LegalHoldRefused(ValueError):
+class LegalHoldRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
 

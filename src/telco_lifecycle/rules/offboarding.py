@@ -12,13 +12,14 @@ import datetime as dt
 
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
 
 RULE = "pbx_sip_config"
 
 
-class OffboardingRefused(ValueError):
+class OffboardingRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
 

@@ -21,6 +21,7 @@ import json
 import re
 
 from telco_lifecycle.database import run_lock, transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.restore_detection import REAPPLIED, RECONCILED, Gap, find_gap
 from telco_lifecycle.evidence.retention_checks import ROWS, overdue, owner, remaining
@@ -37,8 +38,10 @@ KINDS = {"delete": "purge", "anonymise": "purge", "drop_partition": "partition",
 DELETING = ("purge", "offboard", "erase")  # steps that remove a customer's data
 
 
-class ReconciliationRefused(ValueError):
+class ReconciliationRefused(Refused):
     """The ledger holds an action this code cannot re-apply; nothing was changed."""
+
+    recorded = False  # the database is still behind its ledger
 
 
 def _kind(entry: dict) -> str:
@@ -275,7 +278,10 @@ def _partition_check(rule_id: str, partitions: list[str]) -> Check:
     """The dropped months hold no CDRs but those of customers under a hold in force."""
     months = []
     for partition in sorted(set(partitions)):
-        year, month = (int(p) for p in re.fullmatch(r"cdrs_y(\d{4})m(\d{2})", partition).groups())
+        found = re.fullmatch(r"cdrs_y(\d{4})m(\d{2})", partition)
+        if found is None:
+            raise ValueError(f"{partition} is not a CDR month partition")
+        year, month = (int(p) for p in found.groups())
         start, end = dt.date(year, month, 1), dt.date(year + month // 12, month % 12 + 1, 1)
         months.append(f"(t.started_at >= lifecycle_month_start(DATE '{start}')"
                       f" AND t.started_at < lifecycle_month_start(DATE '{end}'))")

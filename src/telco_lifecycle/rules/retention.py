@@ -11,7 +11,7 @@ Every statement itself re-checks each customer's clock and `NOT lifecycle_on_hol
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
 CDR months are dropped as partitions (migrations 0004, 0008) before the customers' deletes.
 
-The three purge DAGs are built by `retention_dag.purge_dag`.
+The three purge DAGs are built by `workflows.purge_dag.purge_dag`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from telco_lifecycle.customers import holds_in_force
 from telco_lifecycle.database import run_lock, transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.restore_detection import refuse_if_restored
 from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
@@ -34,7 +35,7 @@ log = logging.getLogger("telco_lifecycle.rules.retention")
 BATCH_SIZE = 1000  # customers per batch, and per transaction
 
 
-class RetentionRefused(ValueError):
+class RetentionRefused(Refused):
     """The run cannot be carried out as asked; nothing was changed."""
 
 
@@ -127,7 +128,7 @@ class Scope:
 def _dated(item: DataItem) -> str:
     """`item`'s rows of a due fiscal year (dated by its own column, alias `t`, or by the
     table it reaches its customer through, alias `v`)."""
-    column = f"{'v' if '.' in item.dated_by else 't'}.{item.dated_by.rsplit('.', 1)[-1]}"
+    column = f"{'v' if item.dated_via_subject else 't'}.{item.date_column}"
     if column.endswith(".fiscal_year"):
         return f"{column} <= %(due_fiscal_year)s"
     return f"{column} < %(fiscal_cutoff)s"  # a timestamp: its Copenhagen date's fiscal year

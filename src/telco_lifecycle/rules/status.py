@@ -23,7 +23,7 @@ def rule_counts(conn, rule: Rule, as_of: dt.date, policy: Policy, window_days: i
         params.update({f"{name}_{key}": value for key, value in scope.params.items()})
     with conn.cursor() as cur:
         cur.execute(read_sql("status/rule_counts.sql").format(**subqueries), params)
-        counts = dict(zip([column.name for column in cur.description], cur.fetchone()))
+        counts = dict(zip([column.name for column in cur.description], cur.fetchone(), strict=True))
     conn.rollback()
     return counts
 

@@ -142,8 +142,8 @@ def deletion_schedule(policy: Policy, rule: Rule, ended_on: dt.date | None,
 
 def _fiscal_years(cur, policy: Policy, item: DataItem, customer_id: int) -> tuple[int, int] | None:
     """The first and last fiscal year of the customer's rows of a fiscal-year dated item."""
-    column = item.dated_by.rsplit(".", 1)[-1]
-    if "." in item.dated_by:
+    column = item.date_column
+    if item.dated_via_subject:
         via, key = item.subject.via, item.subject.column
         cur.execute(f"SELECT min(v.{column}), max(v.{column}) FROM {via} v WHERE v.{key} IN"
                     f" (SELECT {key} FROM {item.table} WHERE {item.subject_filter()})", {"customer_id": customer_id})
@@ -361,6 +361,8 @@ def _document_cell(report: _Report, entry: dict | None) -> str:
 
 def _write_summary(cur, report: _Report, item: DataItem, params: dict) -> None:
     group, period = item.summary_by, item.dated_by
+    if group is None or period is None:
+        raise ValueError(f"{item.table}: a summary needs both `summary_by` and `dated_by`")
     cur.execute(f"SELECT {group}, count(*), min({period}), max({period}) FROM {item.table}"
                 f" WHERE {item.subject_filter()} GROUP BY {group} ORDER BY {group}", params)
     summary = cur.fetchall()
@@ -394,7 +396,7 @@ def _write_head(json_out: _Output, report: _Report, customer_id: int, as_of: dt.
 
 
 def _write_category(json_out: _Output, report: _Report, rule: Rule, schedule: list[dict], first: bool) -> None:
-    erasure = (rule.erasure.reason.model_dump() if not rule.erasure.on_request else
+    erasure = (rule.erasure.exempt_reason.model_dump() if not rule.erasure.on_request else
                {"en": "Can be erased on request" + ("" if rule.erasure.while_active is True else
                                                     " (while the relationship lasts only in part or not at all)"),
                 "da": "Kan slettes på anmodning" + ("" if rule.erasure.while_active is True else

@@ -26,6 +26,7 @@ import os
 
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
 from telco_lifecycle.settings import reports_dir
@@ -35,7 +36,7 @@ APPROVAL_SETTING = "LIFECYCLE_REQUIRE_ERASURE_APPROVAL"
 ACTION = "erase_on_request"
 
 
-class ErasureRefused(ValueError):
+class ErasureRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
 
@@ -67,6 +68,13 @@ class Target:
                          + [f"{c} IS NULL" for c in self.item.purged_marks])
             return f"{self.where} AND ({' OR '.join(remaining)})"
         return self.where
+
+    @property
+    def kept_because(self) -> Bilingual:
+        """Why a kept target is kept: the policy gives every one a reason."""
+        if self.reason is None:
+            raise ValueError(f"{self.item.table}: an erased target has no reason to be kept")
+        return self.reason
 
     def statement(self) -> str:
         """The erasing statement; an anonymised row also gets its `*_purged_on` mark (the
@@ -131,7 +139,7 @@ def plan(conn, customer_id: int, as_of: dt.date) -> dict:
             if target.erase:
                 erase.append({**entry, "action": target.item.action})
             else:
-                keep.append({**entry, "reason": target.reason.en})
+                keep.append({**entry, "reason": target.kept_because.en})
         before = row_counts(cur, policy, customer_id)
     conn.rollback()
     return {"customer_id": customer_id, "as_of": as_of.isoformat(), "active": active,
@@ -215,16 +223,17 @@ def verification_checks(planned: dict, dry_run: bool):
     kept = {(k["rule"], k["table"]): k["rows"] for k in planned["keep"]}
     checks = []
     for target in targets(load_policy(), planned["active"], str(customer)):
-        table, rule = target.item.table, target.rule.id
+        table, rule_id = target.item.table, target.rule.id
         if dry_run:
             continue
         if target.erase:
-            checks.append(Check(f"no erased {table} rows remain for customer {customer}", rule, table,
+            checks.append(Check(f"no erased {table} rows remain for customer {customer}", rule_id, table,
                                 f"SELECT count(*) FROM {{batch}} WHERE {target.rows} HAVING count(*) > 0"))
         else:
-            checks.append(Check(f"customer {customer} keeps its {kept[(rule, table)]} {table} row(s)", rule, table,
+            rows = int(kept[(rule_id, table)])
+            checks.append(Check(f"customer {customer} keeps its {rows} {table} row(s)", rule_id, table,
                                 f"SELECT n FROM (SELECT count(*) AS n FROM {{batch}} WHERE {target.where}) c"
-                                f" WHERE n <> {int(kept[(rule, table)])}"))
+                                f" WHERE n <> {rows}"))
     for rule in load_policy().rules:
         for item in rule.data:
             if dry_run or item.action == "anonymise":  # a tombstone keeps its row
@@ -251,14 +260,15 @@ def write_statement(planned: dict, result: dict, verification: list[dict], reque
               for e in planned["erase"]]
     kept = []
     for k in planned["keep"]:
-        reason = kept_targets[(k["rule"], k["table"])].reason
+        reason = kept_targets[(k["rule"], k["table"])].kept_because
         kept.append({**entry(k["rule"], k["table"], k["rows"]), "reason": reason.model_dump()})
     for e in planned["erase"]:
         item = next(i for i in policy.rule(e["rule"]).data if i.table == e["table"])
         if item.action == "anonymise":
-            kept.append({**entry(e["rule"], e["table"], 1), "columns": dict(item.kept_columns),
-                         "reason": {"en": "Only the listed columns are kept; all personal data in the row was erased.",
-                                    "da": "Kun de nævnte kolonner bevares; alle personoplysninger i rækken er slettet."}})
+            kept.append({
+                **entry(e["rule"], e["table"], 1), "columns": dict(item.kept_columns),
+                "reason": {"en": "Only the listed columns are kept; all personal data in the row was erased.",
+                           "da": "Kun de nævnte kolonner bevares; alle personoplysninger i rækken er slettet."}})
     statement = {
         "customer_id": planned["customer_id"], "erased_on": planned["as_of"], "requested_by": requested_by,
         "dry_run": result["dry_run"], "relationship": "active" if planned["active"] else "ended",

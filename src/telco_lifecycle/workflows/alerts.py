@@ -6,14 +6,15 @@ a purge or `retention_verification` on a database restored from a backup, behind
 ledger, is the event "restored database: deletions stopped until restore_reconciliation")
 and when a run misses its deadline:
 
-| deadline | reference | when it is missed |
-| --- | --- | --- |
-| `customer_offboarding` | the run was queued (the trigger) | not finished `LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES` (default 30) later: PBX/SIP deletion and its verification not done |
-| each daily purge | its scheduled time (logical date, 02:00) | not finished by `LIFECYCLE_PURGE_DEADLINE` local time (default 06:00) |
-| `data_subject_access`, `data_subject_erasure` | the run was queued (the request) | not answered 28 days later: before the one-month limit of GDPR Art. 12(3) in every month |
+- `customer_offboarding`: not finished `LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES` (default 30)
+  after the run was queued (the trigger): PBX/SIP deletion and its verification not done;
+- each daily purge: not finished by `LIFECYCLE_PURGE_DEADLINE` local time (default 06:00) on the
+  day of its scheduled time (logical date, 02:00);
+- `data_subject_access`, `data_subject_erasure`: not answered 28 days after the run was queued
+  (the request): before the one-month limit of GDPR Art. 12(3) in every month.
 
 Failures reach the team through `LifecycleNotifier` (every task's `on_failure_callback`,
-via `airflow_support.DEFAULT_ARGS`); deadlines through Airflow's `DeadlineAlert` with an
+via `workflows.common.DEFAULT_ARGS`); deadlines through Airflow's `DeadlineAlert` with an
 `AsyncCallback` (`deadline_missed`) that runs in the triggerer. Both deliver through the
 channel in `LIFECYCLE_ALERT_CHANNEL` (unset: `smtp` when its connection exists, else `log`):
 
@@ -48,6 +49,10 @@ import os
 
 from airflow.sdk import DAG
 from airflow.sdk.bases.notifier import BaseNotifier
+
+# From their modules: airflow.sdk's type stub does not list them (Airflow 3.3.2).
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from telco_lifecycle.settings import TIMEZONE
 
@@ -102,8 +107,8 @@ class Alert:
         return "\n".join(f"{key}: {value}" for key, value in self.lines())
 
     def html(self) -> str:
-        rows = "".join(f"<tr><th align=left>{html.escape(k)}</th><td><pre style='margin:0'>{html.escape(v)}</pre></td></tr>"
-                       for k, v in self.lines())
+        rows = "".join(f"<tr><th align=left>{html.escape(k)}</th>"
+                       f"<td><pre style='margin:0'>{html.escape(v)}</pre></td></tr>" for k, v in self.lines())
         return f"<p>{html.escape(self.subject)}</p><table>{rows}</table>"
 
 
@@ -248,13 +253,6 @@ class DeadlineDag(DAG):
             self.deadline = deadline
 
 
-def deadline_dag(**kwargs):
-    """`airflow.sdk.dag(**kwargs)` building a DeadlineDag (Airflow's own hook for the class)."""
-    from airflow.sdk import dag
-
-    return dag(__DAG_class=DeadlineDag, **kwargs)
-
-
 async def deadline_missed(context: dict, event: str, rules: list[str]) -> None:
     """The `AsyncCallback` of the lifecycle's `DeadlineAlert`s (runs in the triggerer).
     `context` is what Airflow gives a deadline callback: the run (as the REST API shows it)
@@ -272,8 +270,6 @@ async def deadline_missed(context: dict, event: str, rules: list[str]) -> None:
 
 def offboarding_deadline():
     """customer_offboarding must have finished (PBX/SIP deleted and verified) this long after the trigger."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
     minutes = int(setting("LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES"))
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
@@ -289,8 +285,6 @@ REQUEST_ALERT_DAYS = 28  # a fixed interval never later than one calendar month 
 def request_deadline(kind: str):
     """A data-subject request must be answered within one month (GDPR Art. 12(3)); Airflow's
     interval is fixed, so the alert comes after 28 days, before the limit in every month."""
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
-
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(days=REQUEST_ALERT_DAYS),
         name="answer_within_one_month",
@@ -303,8 +297,6 @@ def purge_deadline(rule_id: str, schedule: str):
     """A daily purge scheduled by the cron `schedule` ("M H * * *", Copenhagen time) must
     have finished by the local time LIFECYCLE_PURGE_DEADLINE of the same day."""
     from zoneinfo import ZoneInfo
-
-    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
     minute, hour = (int(part) for part in schedule.split()[:2])
     until = dt.time.fromisoformat(setting("LIFECYCLE_PURGE_DEADLINE"))

@@ -4,11 +4,22 @@ heavy at top level: the database driver, GX and pandas load inside the tasks."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
 from zoneinfo import ZoneInfo
 
+from airflow.sdk import Context, Param, dag
+from airflow.sdk.exceptions import AirflowFailException
+
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.policy_check import validate_policy
-from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE, sql_dir
-from telco_lifecycle.workflows.alerts import LifecycleNotifier, task_succeeded
+from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE
+from telco_lifecycle.workflows.alerts import DeadlineDag, LifecycleNotifier, task_succeeded
+
+if TYPE_CHECKING:
+    from telco_lifecycle.database import Connection
+    from telco_lifecycle.evidence.audit import RunContext
 
 # Validated at parse time (cached by digest), so a broken policy file is an import error
 # in the UI that names the line and the problem, and no DAG runs on a policy nobody could read.
@@ -18,7 +29,6 @@ LOCAL_TZ = ZoneInfo(TIMEZONE)
 # As early as the data goes (CDRs from 2015): Airflow runs no task of a run dated before
 # start_date, and backfills of past days must work. Catch-up stays off.
 START_DATE = dt.datetime(2015, 1, 1, tzinfo=LOCAL_TZ)
-TEMPLATE_SEARCHPATH = [str(sql_dir())]
 TAGS = ["data-lifecycle"]
 # The dates a run may carry: none of them may be after today (`guard_task`).
 DATE_PARAMS = ("as_of", "relationship_end", "returned_on", "period_start", "period_end")
@@ -67,19 +77,55 @@ DEFAULT_ARGS = {"owner": "data-team", "retries": 2, "retry_delay": dt.timedelta(
                 "on_failure_callback": LifecycleNotifier(), "on_success_callback": task_succeeded}
 
 
-def run_date(context) -> dt.date:
+def lifecycle_dag(dag_id: str, doc_md: str | None, tags: list[str], params: dict[str, Any], **options: Any):
+    """The `@dag(...)` of every lifecycle DAG: shared start date, tag, default args (retries,
+    alerts), no catch-up; manual unless `schedule` is among the options. A DeadlineDag (through
+    Airflow's own hook for the class), so that a `deadline` among the options works with
+    `dag.test()` too."""
+    dag_class: dict[str, Any] = {"__DAG_class": DeadlineDag}  # the hook is not in dag()'s typed signature
+    return dag(dag_id=dag_id, schedule=options.pop("schedule", None), start_date=START_DATE, catchup=False,
+               doc_md=doc_md, tags=TAGS + tags, default_args=DEFAULT_ARGS, params=params, **options, **dag_class)
+
+
+@contextmanager
+def lifecycle_task(context: Context) -> Iterator[None]:
+    """Every task's body runs inside this (or `telco_task`): the one place that checks what all
+    runs must respect, and turns a domain refusal into a failure without retries whose message
+    is the refusal's one line; a refused request is recorded as the run's outcome first."""
+    from telco_lifecycle.workflows.refusals import refuse
+
+    try:
+        yield
+    except Refused as refused:
+        if refused.recorded:
+            refuse(context, refused)
+        raise AirflowFailException(str(refused)) from refused
+
+
+@contextmanager
+def telco_task(context: Context) -> Iterator[Connection]:
+    """`lifecycle_task` with a connection to the telecom database, closed at the end."""
+    with lifecycle_task(context):
+        conn = telco_connection()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def run_date(context: Context) -> dt.date:
     """The run's date in Copenhagen: its logical date, or run_after for a manual run."""
     moment = context.get("logical_date") or context["dag_run"].run_after
     return moment.astimezone(LOCAL_TZ).date()
 
 
-def as_of_date(context, params: dict) -> dt.date:
+def as_of_date(context: Context, params: dict[str, Any]) -> dt.date:
     """`as_of` param if given, else the run's date: no purge reads the wall clock."""
     given = params.get("as_of")
     return dt.date.fromisoformat(given) if given else run_date(context)
 
 
-def run_context(context):
+def run_context(context: Context) -> RunContext:
     """The run's ids for the audit trail; in a retry, first re-log what the earlier tries
     committed (a crash between commit and log leaves no unexplained record)."""
     from telco_lifecycle.evidence.audit import RunContext, relog_earlier_tries
@@ -95,13 +141,14 @@ def run_context(context):
     return run
 
 
-def telco_connection():
+def telco_connection() -> Connection:
     """A connection to the telecom database through the `telco_db` Airflow connection."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from telco_lifecycle.database import apply_session_settings
 
-    conn = PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_conn()
+    # The hook's declared CompatConnection omits rollback(), which both psycopg versions have.
+    conn = cast("Connection", PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_conn())
     apply_session_settings(conn)
     return conn
 
@@ -116,28 +163,20 @@ def telco_url() -> str:
 
 # --- Trigger-form params shared by the DAGs: one definition each, described per DAG ---
 
-def customer_id_param(whose: str):
-    from airflow.sdk import Param
-
+def customer_id_param(whose: str) -> Param:
     return Param(type="integer", minimum=1, maximum=9223372036854775807, title="Customer id",
                  description=f"Internal customer id (customers.customer_id) {whose}.")
 
 
-def requested_by_param(kept_where: str):
-    from airflow.sdk import Param
-
+def requested_by_param(kept_where: str) -> Param:
     return Param(type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
                  description=f"Who asks (your name or initials); kept in {kept_where}.")
 
 
-def dry_run_param(what: str):
-    from airflow.sdk import Param
-
+def dry_run_param(what: str) -> Param:
     return Param(False, type="boolean", title="Dry run", description=f"Only count {what}; change nothing.")
 
 
-def as_of_param(what: str = "The day the rules are applied for"):
-    from airflow.sdk import Param
-
+def as_of_param(what: str = "The day the rules are applied for") -> Param:
     return Param(None, type=["null", "string"], format="date", title="As of",
                  description=f"{what} (YYYY-MM-DD). Empty: the run's logical date. Not after the run's date.")

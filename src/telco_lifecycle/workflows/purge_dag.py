@@ -1,6 +1,6 @@
 """The factory of the three purge DAGs (crm_retention, contract_archive_retention,
 accounting_retention). Imported at DAG-parse time, so it imports only what the DAG
-definition needs; the purge itself (`retention`) loads inside the tasks."""
+definition needs; the purge itself (`rules.retention`) loads inside the tasks."""
 
 from __future__ import annotations
 
@@ -10,19 +10,36 @@ import logging
 from airflow.sdk import CronTriggerTimetable, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.alerts import deadline_dag, purge_deadline
+from telco_lifecycle.workflows.alerts import purge_deadline
 from telco_lifecycle.workflows.common import (
-    DEFAULT_ARGS,
-    START_DATE,
-    TAGS,
-    TEMPLATE_SEARCHPATH,
+    as_of_date,
     as_of_param,
     dry_run_param,
+    lifecycle_dag,
+    lifecycle_task,
+    run_context,
+    run_date,
+    telco_task,
+    telco_url,
 )
 
 log = logging.getLogger("telco_lifecycle.rules.retention")
 
 SCHEDULE = "0 2 * * *"  # daily, 02:00 Copenhagen time
+# The steps, in every purge DAG's doc_md after the DAG file's own description of its rule.
+STEPS = """
+- `plan_purge`: exact counts of what is due per table, customers under legal hold, a before
+  snapshot{stops}
+- `purge_due`: in batches of customers, one transaction per batch with one audit row per
+  customer and table ("batch k of n, rows so far" in the log); customers under a **legal hold**
+  in force are skipped ("skipped: legal hold" with the case reference)
+- `verify_retention`: Great Expectations: nothing past its deadline remains, nothing not yet due
+  is gone, held customers' data intact, no ended customer has PBX/SIP configuration
+
+`as_of` defaults to the run's logical date and may not be after it; `dry_run` only counts.
+A re-run of the same date changes nothing; `max_active_runs=1` and an advisory lock keep two
+runs from purging at once.
+"""
 
 
 def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False):
@@ -31,48 +48,28 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
     plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
     run when nothing is due."""
 
-    @deadline_dag(
-        dag_id=dag_id,
+    @lifecycle_dag(
+        dag_id, doc_md + STEPS.format(stops="; stops the run (short-circuit) when nothing is due"
+                                      if acts_only_when_due else ""),
+        ["retention", rule_id],
+        {"as_of": as_of_param(), "dry_run": dry_run_param("what is due, per table")},
         schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
-        start_date=START_DATE,
-        catchup=False,
         max_active_runs=1,
-        doc_md=doc_md,
-        tags=TAGS + ["retention", rule_id],
-        default_args=DEFAULT_ARGS,
         deadline=purge_deadline(rule_id, SCHEDULE),
-        template_searchpath=TEMPLATE_SEARCHPATH,
-        params={
-            "as_of": as_of_param(),
-            "dry_run": dry_run_param("what is due, per table"),
-        },
     )
     def retention_dag():
         @(task.short_circuit if acts_only_when_due else task)(retries=0)
         def plan_purge():
             """Exact counts of what is due, and the before snapshot for verification (read only)."""
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from telco_lifecycle.evidence.restore_detection import RestoredDatabase
             from telco_lifecycle.evidence.retention_checks import snapshot
-            from telco_lifecycle.rules.retention import RetentionRefused, check_as_of, describe_counts, plan
-            from telco_lifecycle.workflows.common import as_of_date, run_date, telco_connection
-            from telco_lifecycle.workflows.refusals import refuse
+            from telco_lifecycle.rules.retention import check_as_of, describe_counts, plan
 
             context = get_current_context()
             as_of = as_of_date(context, context["params"])
-            try:
+            with telco_task(context) as conn:
                 check_as_of(as_of, run_date(context))
-            except RetentionRefused as refused:
-                refuse(context, refused)
-            conn = telco_connection()
-            try:
                 planned = plan(conn, rule_id, as_of)
                 before = snapshot(conn, rule_id, as_of)
-            except RestoredDatabase as restored:
-                raise AirflowFailException(str(restored)) from restored
-            finally:
-                conn.close()
             log.info("rule %s as of %s: due %s; %d customer(s) under legal hold have due data",
                      rule_id, as_of, describe_counts(planned["due"]), planned["held_customers"])
             if acts_only_when_due and not planned["anything_due"]:
@@ -83,21 +80,12 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         @task
         def purge_due(planned: dict) -> dict:
             """Remove what is due, batch by batch of customers (and CDR month by month), with audit rows."""
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from telco_lifecycle.evidence.restore_detection import RestoredDatabase
             from telco_lifecycle.rules.retention import purge
-            from telco_lifecycle.workflows.common import run_context, telco_connection
 
             context = get_current_context()
-            conn = telco_connection()
-            try:
+            with telco_task(context) as conn:
                 result = purge(conn, rule_id, dt.date.fromisoformat(planned["as_of"]), run_context(context),
                                dry_run=bool(context["params"]["dry_run"]))
-            except RestoredDatabase as restored:  # restored since the plan: no retry helps
-                raise AirflowFailException(str(restored)) from restored
-            finally:
-                conn.close()
             print(result["message"])
             return result
 
@@ -105,16 +93,16 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         def verify_retention(planned: dict, result: dict) -> dict:
             """Great Expectations: nothing due remains, nothing else is gone, held data intact."""
             from telco_lifecycle.evidence.retention_checks import verify
-            from telco_lifecycle.workflows.common import telco_url
 
             context = get_current_context()
             as_of = dt.date.fromisoformat(result["as_of"])
             # What was due when the before snapshot was taken (a retried purge task
             # removes only the rest, so its own counts would not match the snapshot).
             due = {t: 0 if result["dry_run"] else n for t, n in planned["due"].items()}
-            checks = verify(telco_url(), as_of, f"{dag_id}_{context['run_id']}",
-                            rule_ids=[] if result["dry_run"] else [rule_id],
-                            expected={"rule": rule_id, "before": planned["before"], "due": due})
+            with lifecycle_task(context):
+                checks = verify(telco_url(), as_of, f"{dag_id}_{context['run_id']}",
+                                rule_ids=[] if result["dry_run"] else [rule_id],
+                                expected={"rule": rule_id, "before": planned["before"], "due": due})
             return {key: result[key] for key in ("rule", "as_of", "dry_run", "removed", "message")} | {
                 "due": planned["due"],
                 "skipped_legal_hold": len(result.get("skipped_legal_hold", [])),
@@ -122,6 +110,7 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
                 "verification": "passed", "checks": len(checks)}
 
         planned = plan_purge()
-        verify_retention(planned, purge_due(planned))
+        # XComArgs resolve to the dicts at run time; mypy sees only XComArg (apache/airflow#39514).
+        verify_retention(planned, purge_due(planned))  # type: ignore[arg-type]
 
     return retention_dag()

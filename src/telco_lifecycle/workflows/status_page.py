@@ -1,14 +1,15 @@
 """Retention status: is any customer's data held past its deadline right now, and is
 anything about to be? Per rule of the policy, at `as_of`:
 
-| field | meaning |
-| --- | --- |
-| `due_today` | customers with data that becomes due at `as_of` (the day's purge removes it) |
-| `overdue` | customers with data that was already due before `as_of` and is still there, no hold keeping it: should always be 0 |
-| `due_soon` | customers with nothing due yet and something due within the next `window_days` |
-| `held` | customers with due data kept because a legal hold is in force |
-| `last_purge` | the last successful, not dry, run of a DAG applying the rule (the DAGs tagged with the rule id) |
-| `last_verification` | the last finished verification task of those DAGs or of `retention_verification` |
+- `due_today`: customers with data that becomes due at `as_of` (the day's purge removes it)
+- `overdue`: customers with data that was already due before `as_of` and is still there, no hold
+  keeping it: should always be 0
+- `due_soon`: customers with nothing due yet and something due within the next `window_days`
+- `held`: customers with due data kept because a legal hold is in force
+- `last_purge`: the last successful, not dry, run of a DAG applying the rule (the DAGs tagged
+  with the rule id)
+- `last_verification`: the last finished verification task of those DAGs or of
+  `retention_verification`
 
 The counts come from `rules.status`; the runs from Airflow's metadata database.
 
@@ -186,7 +187,8 @@ def render_html(status: dict) -> str:
     for rule in status["rules"]:
         check = rule["last_verification"]
         rows.append(
-            f"<tr><td><b>{html.escape(rule['rule'])}</b><br><span class=muted>{html.escape(rule['category'])}</span></td>"
+            f"<tr><td><b>{html.escape(rule['rule'])}</b>"
+            f"<br><span class=muted>{html.escape(rule['category'])}</span></td>"
             f"<td class=num>{rule['due_today']}</td>"
             f"<td class='num {'bad' if rule['overdue'] else 'good'}'>{rule['overdue']}</td>"
             f"<td class=num>{rule['due_soon']}</td><td class=num>{rule['held']}</td>"
@@ -206,7 +208,8 @@ def render_html(status: dict) -> str:
  th, td {{ border-bottom: 1px solid #d9e2ec; padding: .5rem .75rem; text-align: left; vertical-align: top; }}
  th {{ background: #f0f4f8; font-weight: 600; }}
  td.num {{ text-align: right; font-variant-numeric: tabular-nums; font-size: 1.1rem; }}
- .good {{ color: #1b7f3b; }} .bad {{ color: #c62828; font-weight: 600; }} .muted {{ color: #7b8794; font-size: .85rem; }}
+ .good {{ color: #1b7f3b; }} .bad {{ color: #c62828; font-weight: 600; }}
+ .muted {{ color: #7b8794; font-size: .85rem; }}
  .headline {{ font-size: 1.15rem; }} table + table {{ margin-top: 1rem; }}
 </style></head><body>
 <h1>Retention status</h1>
