@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import Context, Param, dag
@@ -39,7 +39,7 @@ def guard_task(context) -> None:
     can leave it out): a trigger key the DAG does not declare, a run date or date param
     after today (the database server's date, `guards`), or a policy naming what the live
     schema lacks fails the task at once, without retries, with the one-line reason, recorded
-    as the run's outcome (workflows.refusals)."""
+    as the run's outcome (`refuse`)."""
     from telco_lifecycle.errors import Refused
     from telco_lifecycle.guards import refuse_future_dates, refuse_unknown_keys
     from telco_lifecycle.policy import PolicyError, check_schema
@@ -57,8 +57,6 @@ def guard_task(context) -> None:
         finally:
             conn.close()
     except (Refused, PolicyError) as refused:
-        from telco_lifecycle.workflows.refusals import refuse
-
         refuse(context, refused)
 
 
@@ -92,8 +90,6 @@ def lifecycle_task(context: Context) -> Iterator[None]:
     """Every task's body runs inside this (or `telco_task`): the one place that checks what all
     runs must respect, and turns a domain refusal into a failure without retries whose message
     is the refusal's one line; a refused request is recorded as the run's outcome first."""
-    from telco_lifecycle.workflows.refusals import refuse
-
     try:
         yield
     except Refused as refused:
@@ -180,3 +176,29 @@ def dry_run_param(what: str) -> Param:
 def as_of_param(what: str = "The day the rules are applied for") -> Param:
     return Param(None, type=["null", "string"], format="date", title="As of",
                  description=f"{what} (YYYY-MM-DD). Empty: the run's logical date. Not after the run's date.")
+
+
+def refuse(context, refused: Exception, rule: str | None = None) -> NoReturn:
+    """A refused request ends the task as an outcome (evidence.refusals): the audit row
+    `refused` with the rule and the one-line reason, the DPO's statement for a data-subject
+    request, then the task fails with the reason (AirflowFailException, not retried).
+    `rule`: the rule the request concerned; default the policy rule among the DAG's tags."""
+    from telco_lifecycle.evidence.refusals import one_line, record_refusal
+    from telco_lifecycle.policy import load_policy
+
+    params = context.get("params") or {}
+    running = context.get("dag")
+    rule_ids = {r.id for r in load_policy().rules}
+    rule = rule or next((tag for tag in (running.tags if running else ()) if tag in rule_ids), None)
+    details = {"refusal": type(refused).__name__}
+    if params.get("requested_by"):
+        details["requested_by"] = params["requested_by"]
+    conn = telco_connection()
+    try:
+        event = record_refusal(conn, run_context(context), str(refused), rule,
+                               int(params["customer_id"]) if params.get("customer_id") is not None else None,
+                               run_date(context), details)
+    finally:
+        conn.close()
+    statement = f" (statement for the DPO: {event['statement']})" if "statement" in event else ""
+    raise AirflowFailException(f"refused: {one_line(str(refused))}{statement}") from refused
