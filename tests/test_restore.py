@@ -160,7 +160,7 @@ def test_a_restored_backup_gets_its_deletions_again(telco, run_dag, operator):
     assert "crm_master_data" in {h["rule"] for h in later_hold}
     assert report["per_rule"]["crm_master_data"]["removed_again"]
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
-    # assert audit_verify(telco) == 0  (TODO: once `lifecycle audit verify` lands)
+    assert audit_verify(telco) == 0
     purges(run_dag, DAY, hour=14)  # the purges run again (nothing is due)
     assert state(telco) == before_restore
 
@@ -193,7 +193,7 @@ def test_a_restore_that_is_not_the_latest(telco, run_dag, operator, capsys):
     assert state(telco) != expected
     assert lifecycle(["restore-reconcile", "--database-url", telco.url]) == 0
     assert state(telco) == expected
-    # assert audit_verify(telco) == 0  (TODO: once `lifecycle audit verify` lands)
+    assert audit_verify(telco) == 0
     assert lifecycle(["restore-reconcile", "--database-url", telco.url]) == 0
     assert "nothing to re-apply" in capsys.readouterr().out
     assert state(telco) == expected

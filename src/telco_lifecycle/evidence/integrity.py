@@ -162,11 +162,21 @@ def _check_links(links: list[Link], head, findings: list[str]) -> None:
                         f" ({last.seq if last else 0}): links were removed or the head moved")
 
 
-def _check_checkpoints(checkpoints: list[dict], links: list[Link], findings: list[str], key) -> None:
+def _superseded(checkpoints: list[dict], key) -> set[int]:
+    """Checkpoints of history a restore lost, named by the signed checkpoint of the
+    reconciliation that re-applied it (rules/restore.py): not held against the chain."""
+    return {number for c in checkpoints if isinstance(c.get("by"), dict)
+            and signing.verify(key, canonical({k: v for k, v in c.items() if k not in ("signature", "_file")}),
+                               c.get("signature", ""))
+            for number in c["by"].get("superseded_checkpoints", []) if number < c.get("sequence", 0)}
+
+
+def _check_checkpoints(checkpoints: list[dict], links: list[Link], findings: list[str], key) -> None:  # noqa: C901
     by_position = {link.seq: link for link in links}
     last_position = links[-1].seq if links else 0
     signed: dict[int, tuple[int, str]] = {}
     previous = None
+    superseded = _superseded(checkpoints, key)
     for checkpoint in checkpoints:
         sequence: int = checkpoint["sequence"]
         name = f"checkpoint {sequence}"
@@ -184,6 +194,8 @@ def _check_checkpoints(checkpoints: list[dict], links: list[Link], findings: lis
             findings.append(f"{name} does not follow checkpoint {previous.get('sequence')} (its link to the previous"
                             " checkpoint differs): a forked or replaced checkpoint sequence")
         previous = checkpoint
+        if sequence in superseded:
+            continue
         seq, link_hash = checkpoint["seq"], checkpoint["link_hash"]
         if seq in signed and signed[seq][1] != link_hash:
             findings.append(f"forked chain: checkpoints {signed[seq][0]} and {sequence} sign different links"

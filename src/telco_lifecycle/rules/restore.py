@@ -22,7 +22,7 @@ import re
 
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
-from telco_lifecycle.evidence import audit
+from telco_lifecycle.evidence import audit, checkpoints
 from telco_lifecycle.evidence.restore_detection import REAPPLIED, RECONCILED, Gap, find_gap
 from telco_lifecycle.evidence.retention_checks import ROWS, overdue, owner, remaining
 from telco_lifecycle.evidence.store import evidence_store
@@ -87,11 +87,15 @@ def reconcile(conn, run: audit.RunContext, requested_by: str, dry_run: bool = Fa
     with run_lock(conn, "restore_reconciliation"):
         gap = find_gap(conn)
         planned = steps(gap)
+        with conn.cursor() as cur:
+            cur.execute("SELECT seq FROM lifecycle_audit_head")
+            restored_seq = cur.fetchone()[0]
+        conn.rollback()
         if not dry_run:
             for step in planned:
                 _reapply(conn, step, run, requested_by)
             if planned:
-                _record_reconciled(conn, gap, run)
+                _record_reconciled(conn, gap, restored_seq, run)
     return summary(gap, planned, dry_run)
 
 
@@ -159,27 +163,22 @@ def _hold(conn, step: dict, as_of: dt.date, who: str, run: audit.RunContext) -> 
         pass  # no longer in force: already released
 
 
-def _record_reconciled(conn, gap: Gap, run: audit.RunContext) -> None:
-    """Close the run with one row naming the restored head, the ledger's head and the
-    signed checkpoints of the lost history (the chain continues from the restored head)."""
-    known = {(e["audit_id"], e["row_hash"]) for e in gap.entries}
-    superseded = [c["sequence"] for c in evidence_store().checkpoints()
-                  if (c.get("audit_id"), c.get("row_hash")) in known or _beyond(c, gap)]
+def _record_reconciled(conn, gap: Gap, restored_seq: int, run: audit.RunContext) -> None:
+    """Close the run with one record naming the restored head and the ledger's head, and a
+    signed checkpoint of the new head that names the checkpoints of the lost history (links
+    after the restored head's): `lifecycle audit verify` no longer holds the restored chain
+    to them."""
+    superseded = [c["sequence"] for c in evidence_store().checkpoints() if c.get("seq", 0) > restored_seq]
     last = gap.entries[-1]
     with transaction(conn) as cur:
         event = audit.record(cur, audit.Action(
             RECONCILED, None, None, None, len(gap.entries), None, False,
-            {"restored_head": gap.head["audit_id"] if gap.head else None,
+            {"restored_head": gap.head["audit_id"] if gap.head else None, "restored_seq": restored_seq,
              "ledger_head": {"audit_id": last["audit_id"], "row_hash": last["row_hash"]},
              "superseded_checkpoints": superseded}), run)
     audit.emit([event])
-
-
-def _beyond(checkpoint: dict, gap: Gap) -> bool:
-    """A checkpoint of the lost history: recorded after the restored database's last row."""
-    if gap.head is None or checkpoint.get("recorded_at") is None:
-        return False
-    return str(checkpoint["recorded_at"]) > gap.head["recorded_at"].isoformat()
+    checkpoints.write_current(conn, {"dag_id": run.dag_id, "run_id": run.run_id, "restored_seq": restored_seq,
+                                     "superseded_checkpoints": superseded})
 
 
 def summary(gap: Gap, planned: list[dict], dry_run: bool) -> dict:
