@@ -1,0 +1,80 @@
+"""The limits a purge is compared with: hand-written set-based SQL removing the same rows.
+
+Written by hand per rule, not generated from the policy as the purge is, so that a slip
+in the purge's SQL shows as a checksum difference (benchmarks.run compares the removed
+rows and the resulting tables after every run). No per-row or per-customer function
+calls: a hold in force is an anti-join on `legal_holds`; the due customers are found
+once; wholly expired CDR months go by DETACH + DROP, the held customers' rows moved out
+first, as the purge does. One transaction for the whole rule.
+
+`evidence=True` adds the minimal evidence: one plain INSERT ... SELECT of one row per
+due customer and rule into a table without triggers (no chain, no per-row hashing).
+"""
+
+from __future__ import annotations
+
+HELD = "EXISTS (SELECT 1 FROM legal_holds h WHERE h.customer_id = {0} AND h.released_on IS NULL)"
+CLOCK = ("c.relationship_ended_on <= %(ended_by)s"
+         " AND c.relationship_ended_on + make_interval(years => %(period_years)s) <= %(as_of)s")
+
+# Per rule: the due customers (into bench_due), then the deletions, in FK order.
+RULES = {
+    "crm_master_data": [
+        f"""CREATE TEMP TABLE bench_due ON COMMIT DROP AS
+            SELECT c.customer_id FROM customers c
+            WHERE {CLOCK} AND NOT {HELD.format('c.customer_id')}
+              AND (c.company_name IS NOT NULL OR c.cvr IS NOT NULL OR c.address IS NOT NULL
+                   OR c.email IS NOT NULL OR c.phone IS NOT NULL OR c.crm_purged_on IS NULL
+                   OR EXISTS (SELECT 1 FROM crm_correspondence t WHERE t.customer_id = c.customer_id)
+                   OR EXISTS (SELECT 1 FROM contacts t WHERE t.customer_id = c.customer_id)
+                   OR EXISTS (SELECT 1 FROM phone_numbers t WHERE t.customer_id = c.customer_id))""",
+        "DELETE FROM crm_correspondence t USING bench_due d WHERE t.customer_id = d.customer_id",
+        "DELETE FROM contacts t USING bench_due d WHERE t.customer_id = d.customer_id",
+        "DELETE FROM phone_numbers t USING bench_due d WHERE t.customer_id = d.customer_id",
+        """UPDATE customers t SET company_name = NULL, cvr = NULL, address = NULL, email = NULL, phone = NULL,
+                  crm_purged_on = coalesce(t.crm_purged_on, %(as_of)s)
+           FROM bench_due d WHERE t.customer_id = d.customer_id
+             AND (t.company_name IS NOT NULL OR t.cvr IS NOT NULL OR t.address IS NOT NULL
+                  OR t.email IS NOT NULL OR t.phone IS NOT NULL OR t.crm_purged_on IS NULL)""",
+    ],
+    "archived_contracts": [
+        f"""CREATE TEMP TABLE bench_due ON COMMIT DROP AS
+            SELECT DISTINCT c.customer_id FROM customers c JOIN archived_contracts t USING (customer_id)
+            WHERE {CLOCK} AND NOT {HELD.format('c.customer_id')}""",
+        "DELETE FROM archived_contracts t USING bench_due d WHERE t.customer_id = d.customer_id",
+    ],
+    "accounting": [
+        # The months are dropped first (see partition_statements); what is left of the
+        # due CDRs is in cdrs_default.
+        """CREATE TEMP TABLE bench_due ON COMMIT DROP AS
+            SELECT customer_id FROM cdrs WHERE started_at < %(fiscal_cutoff)s
+            UNION SELECT customer_id FROM invoices WHERE fiscal_year <= %(due_fiscal_year)s
+            EXCEPT SELECT customer_id FROM legal_holds WHERE released_on IS NULL""",
+        "DELETE FROM cdrs t USING bench_due d WHERE t.customer_id = d.customer_id AND t.started_at < %(fiscal_cutoff)s",
+        """DELETE FROM payments p USING invoices i, bench_due d
+           WHERE p.invoice_id = i.invoice_id AND i.customer_id = d.customer_id
+             AND i.fiscal_year <= %(due_fiscal_year)s""",
+        """DELETE FROM invoices t USING bench_due d
+           WHERE t.customer_id = d.customer_id AND t.fiscal_year <= %(due_fiscal_year)s""",
+    ],
+}
+
+EVIDENCE_TABLE = """CREATE TABLE IF NOT EXISTS bench_evidence (
+    evidence_id bigserial PRIMARY KEY, rule text NOT NULL, customer_id bigint NOT NULL, as_of date NOT NULL,
+    dag_id text NOT NULL, run_id text NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now())"""
+EVIDENCE = """INSERT INTO bench_evidence (rule, customer_id, as_of, dag_id, run_id)
+              SELECT %(rule)s, customer_id, %(as_of)s, 'benchmark', 'limit' FROM bench_due"""
+
+
+def partition_statements(month: str, bare: bool = False) -> list[str]:
+    """Drop one CDR month: the held customers' rows moved out first (into cdrs_default,
+    through the month's (customer_id, started_at) index), unless `bare`."""
+    keep = [] if bare else [f"""INSERT INTO cdrs SELECT p.* FROM {month} p
+                                WHERE p.customer_id IN (SELECT customer_id FROM legal_holds
+                                                        WHERE released_on IS NULL)"""]
+    return [f"ALTER TABLE cdrs DETACH PARTITION {month}", *keep, f"DROP TABLE {month}"]
+
+
+def limit_statements(rule_id: str, months: list[str], evidence: bool) -> list[str]:
+    drops = [statement for month in months for statement in partition_statements(month)]
+    return [*drops, *RULES[rule_id], *([EVIDENCE] if evidence else [])]
