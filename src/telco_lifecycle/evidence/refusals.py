@@ -58,11 +58,12 @@ def write_statement(event: dict) -> Path:
     kind_en, kind_da = REQUEST_KINDS[event["dag_id"]]
     stem = statement_stem(event["dag_id"], event["customer_id"], event["run_id"])
     stem.parent.mkdir(parents=True, exist_ok=True)
+    recorded = event["recorded_at"]  # a datetime from the audit record, text from a logged event
+    moment = recorded if isinstance(recorded, dt.datetime) else dt.datetime.fromisoformat(recorded)
     statement = {"request": kind_en, "customer_id": event["customer_id"], "run_id": event["run_id"],
-                 "refused_at": event["recorded_at"], "reason": event["details"]["reason"],
+                 "refused_at": moment.isoformat(), "reason": event["details"]["reason"],
                  "rule": event["rule"], "audit_id": event["audit_id"], "row_hash": event["row_hash"]}
     stem.with_suffix(".json").write_text(json.dumps(statement, indent=2), encoding="utf-8")
-    moment = dt.datetime.fromisoformat(event["recorded_at"])
     e = html.escape
     stem.with_suffix(".html").write_text(f"""<!DOCTYPE html>
 <html lang="da"><head><meta charset="utf-8"><title>Afvist anmodning om {kind_da}</title>
