@@ -23,6 +23,7 @@ material are kept: the daily retention DAGs remove them when their time comes.
 
 from airflow.sdk import Param, get_current_context, task
 
+from telco_lifecycle.rules.offboarding import REASONS
 from telco_lifecycle.workflows.alerts import offboarding_deadline
 from telco_lifecycle.workflows.common import (
     customer_id_param,
@@ -48,8 +49,8 @@ from telco_lifecycle.workflows.common import (
             description="The day the relationship ended (YYYY-MM-DD). Empty: the run's date. Not in the future.",
         ),
         "reason": Param(
-            None, type=["null", "string"], maxLength=500, title="Reason",
-            description="Why the relationship ends (e.g. 'contract terminated by customer'). No personal data.",
+            None, type=["null", "string"], enum=[None, *REASONS], values_display=REASONS, title="Reason",
+            description="Why the relationship ends: a choice from the list (`other` when none fits), never free text.",
         ),
         "requested_by": requested_by_param("the run's record"),
         "dry_run": dry_run_param("what would be deleted"),

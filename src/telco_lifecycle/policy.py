@@ -203,12 +203,40 @@ class Rule(_Strict):
         return due + dt.timedelta(days=1) if self.clock == "fiscal_year_end" else due
 
 
+class ReportFolder(_Strict):
+    """A folder under LIFECYCLE_REPORTS_DIR whose files the reports_retention DAG removes.
+
+    `written`: a file is due `period_days` after the Copenhagen date it was written (its
+    modification time); `superseded`: `period_days` after a newer file of the folder was
+    written (the next delivery). `files`: which files of the folder (shell patterns on the
+    path inside the folder; `*` also crosses sub-folders)."""
+
+    folder: str = Field(pattern=IDENTIFIER)
+    description: Bilingual
+    clock: Literal["written", "superseded"]
+    period_days: int = Field(ge=1, le=3660)
+    files: tuple[str, ...] = ("*",)
+    legal_basis: Bilingual
+    erased_with_customer: bool = False
+
+
+class AirflowMetadata(_Strict):
+    """How long Airflow keeps its own records (runs and their conf, task instances, XCom,
+    HITL records, the action log) and the task-log files."""
+
+    period_days: int = Field(ge=30, le=3660)
+    legal_basis: Bilingual
+
+
 class Policy(_Strict):
     version: Literal[1]
     timezone: Literal["Europe/Copenhagen"]
     fiscal_year_end: str
     rules: tuple[Rule, ...] = Field(min_length=1)
     exempt_tables: dict[Identifier, str]
+    report_files: tuple[ReportFolder, ...] = Field(min_length=1)
+    exempt_report_folders: dict[str, str]
+    airflow_metadata: AirflowMetadata
 
     @field_validator("fiscal_year_end")
     @classmethod
@@ -232,6 +260,9 @@ class Policy(_Strict):
                 if table in self.exempt_tables:
                     raise ValueError(f"table {table!r} is both governed by {rule.id!r} and exempt")
                 seen[table] = rule.id
+        folders = [f.folder for f in self.report_files]
+        if len(set(folders)) != len(folders) or set(folders) & set(self.exempt_report_folders):
+            raise ValueError(f"a report folder is governed twice, or both governed and exempt: {folders}")
         return self
 
     def columns_used(self) -> dict[str, set[str]]:
@@ -244,6 +275,16 @@ class Policy(_Strict):
             for kept in rule.erasure.kept_while_active:
                 used.setdefault(kept.table, set()).update({kept.where.column} if kept.where else set())
         return used
+
+    def report_folder(self, name: str) -> ReportFolder | None:
+        """The rule of a folder under the reports directory; None when it is exempt.
+        KeyError when it is neither: nothing may be written there."""
+        for folder in self.report_files:
+            if folder.folder == name:
+                return folder
+        if name in self.exempt_report_folders:
+            return None
+        raise KeyError(f"the reports folder {name!r} is neither governed by a rule of the policy nor exempt")
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -283,6 +324,19 @@ def rules_table(policy: Policy) -> str:
         tables = ", ".join(f"`{t}`" for t in rule.tables)
         lines.append(f"| `{rule.id}` | {rule.category.en} ({tables}) | {clocks[rule.clock]} | {when} | {erasure} |")
     lines.append("| legal hold | all of a customer's data | - | never while a hold is in force | no |")
+    lines += ["", "What the lifecycle itself writes under `LIFECYCLE_REPORTS_DIR`, and Airflow's own records:", "",
+              "| folder | files | removed | legal basis / reason kept |", "| --- | --- | --- | --- |"]
+    for folder in policy.report_files:
+        when = (f"{folder.period_days} days after it was written" if folder.clock == "written"
+                else f"{folder.period_days} days after the next file was delivered")
+        if folder.erased_with_customer:
+            when += "; at once by the customer's erasure"
+        lines.append(f"| `{folder.folder}/` | {folder.description.en} | {when} | {folder.legal_basis.en} |")
+    for name, reason in policy.exempt_report_folders.items():
+        lines.append(f"| `{name}/` | exempt | never | {reason} |")
+    meta = policy.airflow_metadata
+    lines.append("| Airflow metadata and task logs | runs and their conf, task instances, XCom, HITL records,"
+                 f" the action log; task-log files | {meta.period_days} days after the run | {meta.legal_basis.en} |")
     return "\n".join(lines)
 
 

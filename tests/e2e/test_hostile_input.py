@@ -26,7 +26,7 @@ BAD_BOOLEANS = ["true", "yes", "false", 1, 0, None, [], {}, "1"]
 BAD_DATES = ["2024-02-30", "2023-02-29", "2024-13-01", "2024-00-10", "2024-04-31", "24-01-01", "2024/01/01",
              "01-02-2024", "tomorrow", "2024-02-29T00:00:00", "2024-1-1", 20240101, "", "' OR 1=1 --",
              "９９９９-01-01", [], {}]
-BAD_REASONS = [5, "x" * 501, [], {"a": 1}, True, 0.5]
+BAD_REASONS = [5, "x" * 501, [], {"a": 1}, True, 0.5, "Jens Hansen moved", "contract terminated", ""]
 BAD_ACTIONS = [MISSING, None, "PLACE", "delete", "", "place; DROP TABLE legal_holds", "plac\u0435", " place",
                "release\u200b", 1, ["place"], {"place": True}]
 
@@ -63,8 +63,7 @@ DAGS = {
 # row and changes nothing else.
 ACCEPTED_TEXT = "Robert'); DROP TABLE customers;-- \u202egnp.exe \U0001F600 " + "\u0301" * 20
 ACCEPTED = {
-    "customer_offboarding": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT,
-                             "reason": ACCEPTED_TEXT},
+    "customer_offboarding": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT, "reason": "other"},
     "data_subject_access": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT},
     "data_subject_erasure": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT},
     "legal_hold": {"customer_id": NO_SUCH_CUSTOMER, "action": "place", "case_reference": ACCEPTED_TEXT,

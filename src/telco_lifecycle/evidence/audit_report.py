@@ -42,11 +42,13 @@ from telco_lifecycle.evidence import checkpoints, integrity
 from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, parse_event
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.policy import load_policy
-from telco_lifecycle.settings import TIMEZONE, VERIFICATION_LOGGER, read_sql, reports_dir
+from telco_lifecycle.report_files import ReportFile, private_dir, report_folder, write_report
+from telco_lifecycle.settings import TIMEZONE, VERIFICATION_LOGGER, read_sql
 
 log = logging.getLogger("telco_lifecycle.evidence.audit_report")
 
 LOCAL_TZ = ZoneInfo(TIMEZONE)
+METADATA_CLEANED = "airflow_metadata_cleaned"  # the audit action of airflow_metadata_retention
 VERIFICATION = re.compile(r"^verification \[(?P<rule>[^ /]+) / (?P<table>[^\]]+)\] (?P<check>.*):"
                           r" (?P<verdict>passed|FAILED)")
 
@@ -331,6 +333,13 @@ def _sealed_elsewhen(cur, link_id: int) -> bool:
     return cur.fetchone() is not None
 
 
+def logs_removed_before(cur) -> dt.datetime | None:
+    """Task logs from before this moment were removed by the policy (None: never)."""
+    cur.execute("SELECT max((details->>'logs_removed_before')::timestamptz) FROM lifecycle_audit"
+                " WHERE action = %s AND NOT dry_run", (METADATA_CLEANED,))
+    return cur.fetchone()[0]
+
+
 def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path | None = None,
                  author: str = "") -> dict:
     """Reconcile the task logs of [start, end] with the audit trail and the ledger, verify
@@ -341,8 +350,7 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
     source = source or log_source()
     lower, upper = period_bounds(start, end)
     findings = read_logs(source, lower, upper)
-    out_dir = out_dir or reports_dir() / "audit"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir) if out_dir else report_folder("audit")
     stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}{'_' + author if author else ''}"
     params = {"start": lower, "end": upper}
     with transaction(conn) as cur:
@@ -355,9 +363,10 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         cur.execute(read_sql("audit/deletions_over_time.sql"), params)
         over_time = [(rule, as_of.isoformat(), n) for rule, as_of, n in cur.fetchall()]
         logged_links = sorted({link["link_id"] for _, e in findings.events for link in e.get("links", [])})
-        with stem.with_suffix(".csv").open("w", encoding="utf-8", newline="") as csv_file:
+        logs_gone = logs_removed_before(cur)
+        with ReportFile(stem.with_suffix(".csv"), newline="") as csv_file:
             cur.copy_expert(cur.mogrify(read_sql("audit/actions_csv.sql"),
-                                        {**params, "logged_links": logged_links}).decode(), csv_file)
+                                        {**params, "logged_links": logged_links}).decode(), csv_file.file)
     verification = integrity.verify(conn)
     checkpoints.write_current(conn, {"report": f"audit_report {start.isoformat()}..{end.isoformat()}"})
     breaks = [{"audit_id": None, "problem": finding} for finding in verification["findings"]]
@@ -367,6 +376,7 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         "ok": not mismatches and not breaks,
         "log_source": source.describe(), "task_logs_read": len(findings.tries),
         "events_in_logs": len(findings.events),
+        "task_logs_removed_before": logs_gone.isoformat() if logs_gone and logs_gone > lower else None,
         "audit_rows": sum(r["actions"] for r in rules.values()),
         "customers_removed": sum(r["customers"] for r in rules.values()),
         "rows_removed": sum(r["rows_removed"] for r in rules.values()),
@@ -379,8 +389,8 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         "html": str(stem.with_suffix(".html")), "csv": str(stem.with_suffix(".csv")),
         "json": str(stem.with_suffix(".json")),
     }
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    stem.with_suffix(".html").write_text(render_html(summary), encoding="utf-8")
+    write_report(stem.with_suffix(".json"), json.dumps(summary, indent=2, default=str))
+    write_report(stem.with_suffix(".html"), render_html(summary))
     return summary
 
 
@@ -570,6 +580,14 @@ def requests_html(requests: dict) -> str:
             " (GDPR Art. 12(3)). Received: when the run was triggered; recorded: its answer in the audit trail.</p>")
 
 
+def _logs_gone_note(s: dict) -> str:
+    if not s["task_logs_removed_before"]:
+        return ""
+    return (f"<p class='bad'>The task logs from before {html.escape(s['task_logs_removed_before'])} have been removed"
+            " as the retention policy requires (airflow_metadata_retention): actions recorded before then have no"
+            " task-log events to be reconciled with.</p>")
+
+
 def render_html(s: dict) -> str:
     title = f"Lifecycle audit report {s['period_start']} to {s['period_end']}"
     if s["ok"]:
@@ -598,6 +616,7 @@ def render_html(s: dict) -> str:
 <p>{s['audit_rows']} action(s); {s['customers_removed']} customer(s) and {s['rows_removed']} row(s) removed.
 Events read from {html.escape(s['log_source'])} ({s['task_logs_read']} task log(s), {s['events_in_logs']} event(s)).
 Period in Europe/Copenhagen dates of when the action was recorded.</p>
+{_logs_gone_note(s)}
 <h2>Links without their own try's event, explained</h2>{html_table(
     ["link", "dag", "run", "task", "explanation"],
     [[e["audit_id"], e["dag_id"], e["run_id"], e["task_id"], e["explanation"]] for e in s["explained"]])

@@ -32,7 +32,7 @@ from telco_lifecycle.evidence.audit_report import (
 )
 from telco_lifecycle.evidence.integrity import LINKS, Link
 from telco_lifecycle.evidence.store import canonical, evidence_store
-from telco_lifecycle.settings import reports_dir
+from telco_lifecycle.report_files import private_dir, report_folder, write_report
 
 COLUMNS = ("audit_id", "recorded_at", "action", "rule", "table_name", "row_count", "as_of", "dry_run",
            "dag_id", "run_id", "task_id", "try_number", "details", "link_id", "hash_version", "row_hash", "record")
@@ -83,12 +83,11 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
     certificate["proof_problems"] = check(certificate, public_key)
     certificate["backed_by_audit_trail"] = not certificate["proof_problems"] and all(
         a["event_in_task_log"] for a in actions)
-    out_dir = out_dir or reports_dir() / "certificates"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = private_dir(out_dir) if out_dir else report_folder("certificates")
     stem = out_dir / f"deletion_certificate_customer_{customer_id}"
     certificate.update(html=str(stem.with_suffix(".html")), json=str(stem.with_suffix(".json")))
-    stem.with_suffix(".json").write_text(json.dumps(certificate, indent=2, default=str), encoding="utf-8")
-    stem.with_suffix(".html").write_text(render_html(certificate), encoding="utf-8")
+    write_report(stem.with_suffix(".json"), json.dumps(certificate, indent=2, default=str))
+    write_report(stem.with_suffix(".html"), render_html(certificate))
     return certificate
 
 

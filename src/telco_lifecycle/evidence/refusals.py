@@ -18,7 +18,7 @@ from pathlib import Path
 
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit
-from telco_lifecycle.settings import reports_dir
+from telco_lifecycle.report_files import report_folder, write_report
 
 log = logging.getLogger("telco_lifecycle.evidence.refusals")
 ACTION = "refused"
@@ -49,7 +49,7 @@ def record_refusal(conn, run: audit.RunContext, reason: str, rule: str | None = 
 
 def statement_stem(dag_id: str, customer_id: int | None, run_id: str) -> Path:
     """Where the statement of a refused request goes (without the .json / .html suffix)."""
-    return reports_dir() / "refusals" / (f"{dag_id}_customer_{customer_id}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
+    return report_folder("refusals") / (f"{dag_id}_customer_{customer_id}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
 
 
 def write_statement(event: dict) -> Path:
@@ -57,15 +57,14 @@ def write_statement(event: dict) -> Path:
     under LIFECYCLE_REPORTS_DIR/refusals/; returns the HTML's path."""
     kind_en, kind_da = REQUEST_KINDS[event["dag_id"]]
     stem = statement_stem(event["dag_id"], event["customer_id"], event["run_id"])
-    stem.parent.mkdir(parents=True, exist_ok=True)
     recorded = event["recorded_at"]  # a datetime from the audit record, text from a logged event
     moment = recorded if isinstance(recorded, dt.datetime) else dt.datetime.fromisoformat(recorded)
     statement = {"request": kind_en, "customer_id": event["customer_id"], "run_id": event["run_id"],
                  "refused_at": moment.isoformat(), "reason": event["details"]["reason"],
                  "rule": event["rule"], "audit_id": event["audit_id"], "row_hash": event["row_hash"]}
-    stem.with_suffix(".json").write_text(json.dumps(statement, indent=2), encoding="utf-8")
+    write_report(stem.with_suffix(".json"), json.dumps(statement, indent=2))
     e = html.escape
-    stem.with_suffix(".html").write_text(f"""<!DOCTYPE html>
+    write_report(stem.with_suffix(".html"), f"""<!DOCTYPE html>
 <html lang="da"><head><meta charset="utf-8"><title>Afvist anmodning om {kind_da}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:50em}} small{{color:#555}}</style></head><body>
 <h1>Afvist anmodning om {kind_da}</h1>
@@ -77,5 +76,5 @@ def write_statement(event: dict) -> Path:
 <p><b>Reason:</b> {e(statement['reason'])}</p>
 <p><small>Audit trail: entry {event['audit_id']}, SHA-256 {e(event['row_hash'])}; run {e(event['run_id'])}.</small></p>
 </body></html>
-""", encoding="utf-8")
+""")
     return stem.with_suffix(".html")

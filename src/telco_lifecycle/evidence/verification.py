@@ -14,7 +14,8 @@ import logging
 import re
 from pathlib import Path
 
-from telco_lifecycle.settings import VERIFICATION_LOGGER, reports_dir, sqlalchemy_url
+from telco_lifecycle.report_files import private_dir, report_folder, restrict
+from telco_lifecycle.settings import VERIFICATION_LOGGER, sqlalchemy_url
 
 log = logging.getLogger(VERIFICATION_LOGGER)
 
@@ -82,7 +83,7 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check],
     # (this one module sets its own level to INFO when imported)
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.NOTSET)
 
-    docs_dir = docs_dir or reports_dir() / "data_docs"
+    docs_dir = private_dir(docs_dir) if docs_dir else report_folder("data_docs")
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=debug)
     context.add_data_docs_site(
@@ -116,6 +117,7 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check],
     # The validation results' pages and the index, built once (GX's UpdateDataDocsAction
     # rebuilds the index and renders the suite after every validation: 3.5 of 5.8 s).
     context.build_data_docs(site_names=["lifecycle"], resource_identifiers=list(outcome.run_results))
+    restrict(docs_dir)  # GX writes with the process umask
     by_description = {f"{c.rule}: {c.name}": c for c in checks}
     results = []
     for validation in outcome.run_results.values():

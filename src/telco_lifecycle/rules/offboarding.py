@@ -17,6 +17,15 @@ from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
 
 RULE = "pbx_sip_config"
+# Why a relationship ends: a fixed choice with the trigger form's titles, never free text,
+# so that no name or story ends up in Airflow's records of the run (dag_run.conf, the log).
+REASONS = {
+    "customer_terminated": "Terminated by the customer",
+    "company_terminated": "Terminated by us",
+    "dissolved": "The company was dissolved",
+    "ported_out": "The numbers were ported to another operator",
+    "other": "Other",
+}
 
 
 class OffboardingRefused(Refused):
@@ -43,6 +52,8 @@ class OffboardingRequest:
 
 def check_request(cur, request: OffboardingRequest) -> dict:
     """Refuse a request that cannot be carried out; return the customer's state."""
+    if request.reason and request.reason not in REASONS:
+        raise OffboardingRefused(f"reason must be one of {sorted(REASONS)}; nothing was changed")
     state = require_customer(cur, request.customer_id, lock=True)
     cases = holds_in_force(cur, request.customer_id)
     if cases:

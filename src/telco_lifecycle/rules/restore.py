@@ -28,8 +28,9 @@ from telco_lifecycle.evidence.retention_checks import ROWS, overdue, owner, rema
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.evidence.verification import Check
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.report_files import report_folder
+from telco_lifecycle.report_files import write_report as write_file
 from telco_lifecycle.rules import legal_holds, offboarding, retention
-from telco_lifecycle.settings import reports_dir
 from telco_lifecycle.subjects import erasure
 
 KINDS = {"delete": "purge", "anonymise": "purge", "drop_partition": "partition", "end_relationship": "offboard",
@@ -302,10 +303,8 @@ def verify(database_url: str, result: dict, run_id: str) -> list[dict]:
 def write_report(result: dict, verification: list[dict], run_id: str) -> str:
     """The reconciliation report (JSON): what was re-deleted per rule, the steps, the DPO's
     list, the verification. Internal ids and counts only."""
-    folder = reports_dir() / "restore"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"reconciliation_{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
+    path = report_folder("restore") / f"reconciliation_{re.sub(r'[^A-Za-z0-9_.-]+', '_', run_id)}.json"
     report = {**result, "verification": {"result": "passed" if all(v["success"] for v in verification) else "failed",
                                          "checks": len(verification)}}
-    path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    write_file(path, json.dumps(report, indent=2, default=str))
     return str(path)

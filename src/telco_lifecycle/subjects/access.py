@@ -23,7 +23,6 @@ files' SHA-256.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import html
 import json
 import re
@@ -34,7 +33,8 @@ from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
-from telco_lifecycle.settings import TIMEZONE, reports_dir
+from telco_lifecycle.report_files import ReportFile, private_dir, report_folder, write_report
+from telco_lifecycle.settings import TIMEZONE
 
 CHUNK_ROWS = 2000  # rows fetched per round trip of the server-side cursor
 CELL_CHARS = 300  # longer values are shortened in the HTML report (the JSON file has them whole)
@@ -112,9 +112,7 @@ VALUE_LABELS = {
 
 
 def output_dir() -> Path:
-    path = reports_dir() / "subject_access"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return report_folder("subject_access")
 
 
 def file_stem(customer_id: int, run_id: str) -> str:
@@ -166,28 +164,6 @@ def _order_by(item: DataItem) -> str:
     return f"{item.dated_by}, t" if own_date else "t"
 
 
-class _Output:
-    """A file written under a temporary name and hashed while written; renamed when complete."""
-
-    def __init__(self, path: Path):
-        self.path, self.part = path, path.with_name(path.name + ".part")
-        self.file = self.part.open("w", encoding="utf-8")
-        self.sha256 = hashlib.sha256()
-
-    def write(self, text: str) -> None:
-        self.file.write(text)
-        self.sha256.update(text.encode("utf-8"))
-
-    def finish(self) -> str:
-        self.file.close()
-        self.part.replace(self.path)
-        return self.sha256.hexdigest()
-
-    def abandon(self) -> None:
-        self.file.close()
-        self.part.unlink(missing_ok=True)
-
-
 def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit.RunContext,
            language: str = "da") -> dict:
     """Write the customer's access report (JSON + HTML, documents as files beside them) and its
@@ -196,7 +172,7 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
     policy = load_policy()
     stem = file_stem(customer_id, run.run_id)
-    json_out, html_out = _Output(output_dir() / f"{stem}.json"), _Output(output_dir() / f"{stem}.html")
+    json_out, html_out = ReportFile(output_dir() / f"{stem}.json"), ReportFile(output_dir() / f"{stem}.html")
     report = _Report(html_out, language, output_dir() / f"{stem}_files")
     counts: dict[str, int] = {}
     try:
@@ -221,7 +197,7 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
                 html_out.write("</section>")
             json_out.write("]}\n")
             html_out.write("</body></html>\n")
-            json_sha, html_sha = json_out.finish(), html_out.finish()
+            json_sha, html_sha = json_out.commit(), html_out.commit()
         # The audit row in a READ COMMITTED transaction of its own: the snapshot above
         # may be older than the chain's head (lifecycle_audit_seal locks the latest).
         with transaction(conn) as cur:
@@ -247,7 +223,7 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
 class _Report:
     """The HTML report in one language, and the documents written beside it."""
 
-    def __init__(self, out: _Output, language: str, files_dir: Path):
+    def __init__(self, out: ReportFile, language: str, files_dir: Path):
         self.out, self.language, self.files_dir = out, language, files_dir
         self.words = WORDS[language]
         self.documents: list[dict] = []
@@ -291,9 +267,8 @@ class _Report:
         """Write one binary value as a file beside the report; its name, size and checksum."""
         suffix = ".pdf" if content.startswith(b"%PDF") else ".bin"
         name = f"{table}_{key}_{column}{suffix}"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        (self.files_dir / name).write_bytes(content)
-        entry = {"file": name, "bytes": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+        entry = {"file": name, "bytes": len(content),
+                 "sha256": write_report(private_dir(self.files_dir) / name, content)}
         self.documents.append(entry)
         return entry
 
@@ -310,7 +285,7 @@ def _columns(cur, table: str) -> tuple[list[str], list[str]]:
     return [name for name, binary in columns if not binary], [name for name, binary in columns if binary]
 
 
-def _write_table(conn, cur, json_out: _Output, report: _Report, item: DataItem, customer_id: int,
+def _write_table(conn, cur, json_out: ReportFile, report: _Report, item: DataItem, customer_id: int,
                  first: bool) -> tuple[int, int]:
     """Stream the item's rows to both files; (rows, rows still holding the item's data: for an
     anonymised item, those whose anonymised columns are not all empty)."""
@@ -378,7 +353,7 @@ def _write_summary(cur, report: _Report, item: DataItem, params: dict) -> None:
     report.write("</table>")
 
 
-def _write_head(json_out: _Output, report: _Report, customer_id: int, as_of: dt.date,
+def _write_head(json_out: ReportFile, report: _Report, customer_id: int, as_of: dt.date,
                 ended_on: dt.date | None) -> None:
     head = {"customer_id": customer_id, "as_of": as_of.isoformat(),
             "relationship_ended_on": ended_on.isoformat() if ended_on else None}
@@ -395,7 +370,7 @@ def _write_head(json_out: _Output, report: _Report, customer_id: int, as_of: dt.
         f" {report.say('intro')}</p>")
 
 
-def _write_category(json_out: _Output, report: _Report, rule: Rule, schedule: list[dict], first: bool) -> None:
+def _write_category(json_out: ReportFile, report: _Report, rule: Rule, schedule: list[dict], first: bool) -> None:
     erasure = (rule.erasure.exempt_reason.model_dump() if not rule.erasure.on_request else
                {"en": "Can be erased on request" + ("" if rule.erasure.while_active is True else
                                                     " (while the relationship lasts only in part or not at all)"),

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 from pathlib import Path
 
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit
-from telco_lifecycle.settings import read_sql, reports_dir
+from telco_lifecycle.report_files import ReportFile, report_folder
+from telco_lifecycle.settings import read_sql
 
 SQL = "subject/directory_118_export.sql"
 RULE = "directory_118"
@@ -54,34 +54,25 @@ def verification_checks(query: str, as_of: dt.date):
 
 
 def output_path(as_of: dt.date) -> Path:
-    folder = reports_dir() / "directory_118"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"directory_118_{as_of.isoformat()}.csv"
+    return report_folder("directory_118") / f"directory_118_{as_of.isoformat()}.csv"
 
 
 def write(conn, as_of: dt.date, run: audit.RunContext) -> dict:
     """Stream the export to its CSV (server-side cursor) and record it in the audit trail."""
     path = output_path(as_of)
-    part = path.with_name(path.name + ".part")
     rows = 0
-    try:
-        with transaction(conn) as cur, part.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(COLUMNS)
-            with conn.cursor(name="directory_118") as listing:
-                listing.itersize = CHUNK_ROWS
-                listing.execute(read_sql(SQL), {"as_of": as_of})
-                for row in listing:
-                    writer.writerow(row)
-                    rows += 1
-            out.flush()
-            with part.open("rb") as written:
-                sha256 = hashlib.file_digest(written, "sha256").hexdigest()
-            event = audit.record(cur, audit.Action("directory_export", RULE, None, "phone_numbers", rows, as_of,
-                                                   False, {"file": path.name, "sha256": sha256}), run)
-            part.replace(path)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    with ReportFile(path, newline="") as out, transaction(conn) as cur:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        with conn.cursor(name="directory_118") as listing:
+            listing.itersize = CHUNK_ROWS
+            listing.execute(read_sql(SQL), {"as_of": as_of})
+            for row in listing:
+                writer.writerow(row)
+                rows += 1
+        sha256 = out.sha256()
+        event = audit.record(cur, audit.Action("directory_export", RULE, None, "phone_numbers", rows, as_of,
+                                               False, {"file": path.name, "sha256": sha256}), run)
+        out.commit()
     audit.emit([event])
     return {"as_of": as_of.isoformat(), "rows": rows, "file": str(path), "sha256": sha256}

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import html
 import json
 import os
@@ -29,8 +28,9 @@ from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
-from telco_lifecycle.settings import reports_dir
+from telco_lifecycle.report_files import report_folder, write_report
 from telco_lifecycle.subjects.access import file_stem
+from telco_lifecycle.subjects.report_retention import remove_customer_files
 
 APPROVAL_SETTING = "LIFECYCLE_REQUIRE_ERASURE_APPROVAL"
 ACTION = "erase_on_request"
@@ -188,15 +188,17 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
                 if count:
                     events.append(audit.record(cur, audit.Action(
                         ACTION, rule.id, customer_id, target.item.table, count, as_of, dry_run, details), run))
+    # The customer's earlier access exports are copies of what was just erased: they go too.
+    files = remove_customer_files(conn, customer_id, as_of, run, dry_run)["removed"]
     with transaction(conn) as cur:
         events.append(audit.record(cur, audit.Action(
             "erasure_request", None, customer_id, None, sum(erased.values()), as_of, dry_run,
             {**details, "relationship": "active" if planned["active"] else "ended",
-             "kept": {k["table"]: k["rows"] for k in planned["keep"]}}), run))
+             "kept": {k["table"]: k["rows"] for k in planned["keep"]}, "files_removed": files}), run))
     audit.emit(events)
     verb = "would erase" if dry_run else "erased"
     return {"customer_id": customer_id, "dry_run": dry_run, "erased": erased, "approval": approval,
-            "audit_ids": [e["audit_id"] for e in events],
+            "files_removed": files, "audit_ids": [e["audit_id"] for e in events],
             "message": f"customer {customer_id}: {verb} " + (", ".join(f"{n} {t}" for t, n in erased.items() if n)
                                                              or "nothing (nothing left to erase)")}
 
@@ -273,18 +275,18 @@ def write_statement(planned: dict, result: dict, verification: list[dict], reque
         "customer_id": planned["customer_id"], "erased_on": planned["as_of"], "requested_by": requested_by,
         "dry_run": result["dry_run"], "relationship": "active" if planned["active"] else "ended",
         "approval": result["approval"], "erased": erased, "kept": kept,
+        "files_removed": {kind: {"files": n, "description": policy.report_folder(kind).description.model_dump()}
+                          for kind, n in result.get("files_removed", {}).items()},
         "verification": {"result": "passed" if all(v["success"] for v in verification) else "failed",
                          "checks": len(verification)},
     }
-    folder = reports_dir() / "erasure"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = report_folder("erasure")
     stem = file_stem(planned["customer_id"], run_id)
     json_path, html_path = folder / f"{stem}.json", folder / f"{stem}.html"
-    json_text = json.dumps(statement, indent=2, ensure_ascii=False, default=str)
-    json_path.write_text(json_text, encoding="utf-8")
-    html_path.write_text(_statement_html(statement), encoding="utf-8")
+    sha256 = write_report(json_path, json.dumps(statement, indent=2, ensure_ascii=False, default=str))
+    write_report(html_path, _statement_html(statement))
     return {"customer_id": planned["customer_id"], "json_file": str(json_path), "html_file": str(html_path),
-            "sha256": hashlib.sha256(json_text.encode("utf-8")).hexdigest()}
+            "sha256": sha256}
 
 
 def _statement_html(s: dict) -> str:
@@ -317,5 +319,8 @@ def _statement_html(s: dict) -> str:
         f"{rows(s['erased'], 'legal_basis')}</table>"
         "<h2>Kept, and why</h2><table><tr><th>category</th><th>data</th><th>records</th><th>why</th></tr>"
         f"{rows(s['kept'], 'reason')}</table>"
+        "<h2>Copies made earlier, deleted with the data</h2><ul>"
+        + ("".join(f"<li>{e(x['description']['en'])}: {x['files']} file(s)</li>" for x in s["files_removed"].values())
+           or "<li>none were held</li>") + "</ul>"
         f"<h2>Verification</h2><p>Independent checks (Great Expectations) after the erasure:"
         f" <b>{s['verification']['result']}</b> ({s['verification']['checks']} checks).</p></body></html>\n")

@@ -166,7 +166,8 @@ def customer_id_param(whose: str) -> Param:
 
 def requested_by_param(kept_where: str) -> Param:
     return Param(type="string", minLength=1, maxLength=200, pattern=r"^\S.*$", title="Requested by",
-                 description=f"Who asks (your name or initials); kept in {kept_where}.")
+                 description=f"Who asks: your user name or initials, kept in {kept_where}. No customer's"
+                             " or other personal data.")
 
 
 def dry_run_param(what: str) -> Param:
