@@ -15,8 +15,9 @@ period, and the task-log files last written before it, are removed.
 kept by `airflow db clean` whatever its age (the scheduler needs it).
 """
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
+from telco_lifecycle.settings import TIMEZONE
 from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, dry_run_param
 
 
@@ -30,7 +31,7 @@ def _log_folder():
 
 @dag(
     dag_id="airflow_metadata_retention",
-    schedule="45 3 * * *",
+    schedule=CronTriggerTimetable("45 3 * * *", timezone=TIMEZONE),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -44,7 +45,8 @@ def airflow_metadata_retention():
     def clean_records() -> dict:
         """`airflow db clean`: fails the run when a table could not be cleaned."""
         from telco_lifecycle.workflows import airflow_metadata
-        from telco_lifecycle.workflows.common import run_date
+        from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import run_date
 
         context = get_current_context()
         day, dry_run = run_date(context), bool(context["params"]["dry_run"])
@@ -59,7 +61,8 @@ def airflow_metadata_retention():
         import datetime as dt
 
         from telco_lifecycle.workflows import airflow_metadata
-        from telco_lifecycle.workflows.common import run_context, telco_connection
+        from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import run_context, telco_connection
 
         before = dt.datetime.fromisoformat(cleaned["before"])
         logs = airflow_metadata.clean_task_logs(_log_folder(), before, cleaned["dry_run"])

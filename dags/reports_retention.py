@@ -15,15 +15,16 @@ deletion certificates are exempt (evidence).
 `dry_run` records what would go and removes nothing. A re-run removes nothing more.
 """
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from telco_lifecycle.settings import TIMEZONE
 from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, as_of_param, dry_run_param
 
 
 @dag(
     dag_id="reports_retention",
-    schedule="30 3 * * *",
+    schedule=CronTriggerTimetable("30 3 * * *", timezone=TIMEZONE),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -41,7 +42,8 @@ def reports_retention():
         """Which files are due (counts and path digests only)."""
         from telco_lifecycle.rules.retention import RetentionRefused, check_as_of
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.workflows.common import as_of_date, run_date
+        from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import as_of_date, run_date
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
@@ -59,7 +61,8 @@ def reports_retention():
         import datetime as dt
 
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.workflows.common import run_context, telco_connection
+        from telco_lifecycle.settings import TIMEZONE
+from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         conn = telco_connection()

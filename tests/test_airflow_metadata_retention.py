@@ -33,12 +33,18 @@ def log_files(dag_run) -> list[Path]:
 
 
 def make_old(dag_run) -> None:
-    """Date a finished run, its task instances, XCom and log files in the past."""
+    """Date a finished run, its task instances, XCom and task-log files in the past (a run
+    that logged nothing gets the log file a worker would have left)."""
     keys = {"dag_id": dag_run.dag_id, "run_id": dag_run.run_id, "old": OLD}
     sql("UPDATE dag_run SET start_date = :old, end_date = :old WHERE dag_id = :dag_id AND run_id = :run_id", keys)
     for table in ("task_instance", "task_instance_history"):
         sql(f"UPDATE {table} SET start_date = :old, end_date = :old WHERE dag_id = :dag_id AND run_id = :run_id", keys)
     sql("UPDATE xcom SET timestamp = :old WHERE dag_id = :dag_id AND run_id = :run_id", keys)
+    if not log_files(dag_run):
+        folder = Path(os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"], f"dag_id={dag_run.dag_id}",
+                      f"run_id={dag_run.run_id}", "task_id=plan_removal")
+        folder.mkdir(parents=True)
+        (folder / "attempt=1.log").write_text('{"event": "old"}\n', encoding="utf-8")
     for path in log_files(dag_run):
         os.utime(path, (OLD.timestamp(), OLD.timestamp()))
 
@@ -51,11 +57,13 @@ def counts(dag_run) -> dict[str, int]:
 
 @pytest.fixture
 def old_and_recent_runs(telco, run_dag, tmp_path, monkeypatch):
-    """Two finished runs of a quick DAG: one dated in the past, one of now; and action-log rows."""
+    """Two finished runs of a quick DAG: one dated in the past, one of the run's date; and
+    action-log rows of both. (Distinct logical dates: dag.test() replaces a run of the same.)"""
     monkeypatch.setenv("LIFECYCLE_REPORTS_DIR", str(tmp_path / "reports"))
-    old, _ = run_dag("reports_retention", {"dry_run": True}, RUN_DATE)
+    old, _ = run_dag("reports_retention", {"dry_run": True}, OLD)
     recent, _ = run_dag("reports_retention", {"dry_run": True}, RUN_DATE)
     make_old(old)
+    assert counts(old)["dag_run"] == 1 and counts(recent)["dag_run"] == 1
     marker = f"sweep-{uuid.uuid4().hex[:8]}"
     sql("INSERT INTO log (dttm, event, extra) VALUES (:old, :event, 'old'), (now(), :event, 'recent')",
         {"old": OLD, "event": marker})

@@ -109,6 +109,7 @@ def seed_files(root: Path) -> dict[str, bool]:
     files = {
         "subject_access/customer_5_manual__run1.json": (d(2026, 5, 1), True),       # 30 days passed
         "subject_access/customer_5_manual__run1.html": (d(2026, 5, 1), True),
+        "subject_access/customer_5_manual__run1_files/archived_contracts_3_document.pdf": (d(2026, 5, 1), True),
         "subject_access/customer_6_manual__run2.json": (d(2026, 6, 10), False),     # 5 days old
         "erasure/customer_7_manual__run3.json": (d(2023, 1, 1), True),              # 3 years passed
         "erasure/customer_8_manual__run4.json": (d(2025, 1, 1), False),
@@ -138,8 +139,8 @@ def test_reports_retention_removes_exactly_the_due_files(reports, telco, run_dag
     dag_run, xcom = run_dag("reports_retention", {"as_of": AS_OF.isoformat(), "dry_run": True}, RUN_DATE)
     assert dag_run.state == "success"
     assert {p: (reports / p).read_bytes() for p in expected} == before, "a dry run changed nothing"
-    assert xcom["plan_removal"]["due"] == {"subject_access": 2, "erasure": 1, "directory_118": 1, "data_docs": 1}
-    assert len(removal_rows(telco, dry_run=True)) == 5 and not removal_rows(telco, dry_run=False)
+    assert xcom["plan_removal"]["due"] == {"subject_access": 3, "erasure": 1, "directory_118": 1, "data_docs": 1}
+    assert len(removal_rows(telco, dry_run=True)) == 6 and not removal_rows(telco, dry_run=False)
 
     dag_run, xcom = run_dag("reports_retention", {"as_of": AS_OF.isoformat()}, RUN_DATE)
     assert dag_run.state == "success"
@@ -148,7 +149,7 @@ def test_reports_retention_removes_exactly_the_due_files(reports, telco, run_dag
     assert xcom["verify_removal"]["verification"] == "passed"
     assert xcom["verify_removal"]["removed"] == xcom["plan_removal"]["due"]
     rows = removal_rows(telco, dry_run=False)
-    assert len(rows) == 5
+    assert len(rows) == 6
     by_hash = {hashlib.sha256(before[p]).hexdigest(): p for p, is_due in expected.items() if is_due}
     for customer_id, count, details in rows:
         relative = by_hash[details["sha256"]]
@@ -161,7 +162,7 @@ def test_reports_retention_removes_exactly_the_due_files(reports, telco, run_dag
 
     dag_run, xcom = run_dag("reports_retention", {"as_of": AS_OF.isoformat()}, RUN_DATE)
     assert dag_run.state == "success" and xcom["verify_removal"]["removed"] == {}
-    assert len(removal_rows(telco, dry_run=False)) == 5, "a re-run is a no-op"
+    assert len(removal_rows(telco, dry_run=False)) == 6, "a re-run is a no-op"
 
 
 def test_an_unknown_folder_fails_the_run_and_nothing_goes(reports, telco, run_dag):
@@ -185,16 +186,21 @@ def test_erasure_removes_the_customers_earlier_access_exports(reports, telco, ru
     customer, other = (r[0] for r in telco.rows(
         "SELECT customer_id FROM customers WHERE relationship_ended_on IS NOT NULL"
         " AND NOT lifecycle_on_hold(customer_id) ORDER BY customer_id LIMIT 2"))
-    for who in (customer, other):
-        dag_run, _ = run_dag("data_subject_access", {"customer_id": who, "requested_by": "test"}, RUN_DATE)
+    for minutes, who in enumerate((customer, customer, other)):  # distinct logical dates: separate runs
+        dag_run, _ = run_dag("data_subject_access", {"customer_id": who, "requested_by": "test"},
+                             RUN_DATE + dt.timedelta(minutes=minutes))
         assert dag_run.state == "success"
-    assert len(list((reports / "subject_access").glob(f"customer_{customer}_*"))) == 2
+    def files_of(who: int) -> list[Path]:  # the reports, and the documents beside them
+        return [p for p in (reports / "subject_access").rglob("*") if p.is_file()
+                and p.relative_to(reports / "subject_access").as_posix().startswith(f"customer_{who}_")]
+
+    assert len([p for p in files_of(customer) if p.suffix == ".json"]) == 2
+    held, others = len(files_of(customer)), len(files_of(other))
 
     dag_run, xcom = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
     assert dag_run.state == "success"
-    assert not list((reports / "subject_access").glob(f"customer_{customer}_*"))
-    assert len(list((reports / "subject_access").glob(f"customer_{other}_*"))) == 2
+    assert not files_of(customer) and len(files_of(other)) == others
     statement = json.loads(Path(xcom["write_statement"]["json_file"]).read_text(encoding="utf-8"))
-    assert statement["files_removed"]["subject_access"]["files"] == 2
+    assert statement["files_removed"]["subject_access"]["files"] == held
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE action = 'report_file_removed'"
-                        " AND customer_id = %s AND details->>'cause' = 'erasure'", (customer,)) == 2
+                        " AND customer_id = %s AND details->>'cause' = 'erasure'", (customer,)) == held

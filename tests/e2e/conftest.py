@@ -18,6 +18,7 @@ from conftest import USER_REPORTS_DIR
 
 from e2e.harness import running_airflow
 from telco_lifecycle.local.components import free_port
+from telco_lifecycle.policy import load_policy
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +65,10 @@ def _wait_for_redis(port: int, server: subprocess.Popen, timeout: float = 20) ->
 @pytest.fixture(scope="session")
 def screenshots_dir() -> Path:
     """Where the browser test leaves its screenshots for people: LIFECYCLE_REPORTS_DIR/screenshots."""
-    path = Path(USER_REPORTS_DIR) / "screenshots"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    from telco_lifecycle.report_files import private_dir
+
+    load_policy().report_folder("screenshots")  # governed: removed by reports_retention
+    return private_dir(Path(USER_REPORTS_DIR) / "screenshots")
 
 
 CHROMIUM = shutil.which("chromium")
