@@ -45,8 +45,7 @@ def airflow_metadata_retention():
     def clean_records() -> dict:
         """`airflow db clean`: fails the run when a table could not be cleaned."""
         from telco_lifecycle.workflows import airflow_metadata
-        from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import run_date
+        from telco_lifecycle.workflows.common import run_date
 
         context = get_current_context()
         day, dry_run = run_date(context), bool(context["params"]["dry_run"])
@@ -61,8 +60,7 @@ from telco_lifecycle.workflows.common import run_date
         import datetime as dt
 
         from telco_lifecycle.workflows import airflow_metadata
-        from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import run_context, telco_connection
+        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         before = dt.datetime.fromisoformat(cleaned["before"])
         logs = airflow_metadata.clean_task_logs(_log_folder(), before, cleaned["dry_run"])

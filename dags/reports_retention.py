@@ -42,8 +42,7 @@ def reports_retention():
         """Which files are due (counts and path digests only)."""
         from telco_lifecycle.rules.retention import RetentionRefused, check_as_of
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import as_of_date, run_date
+        from telco_lifecycle.workflows.common import as_of_date, run_date
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
@@ -61,8 +60,7 @@ from telco_lifecycle.workflows.common import as_of_date, run_date
         import datetime as dt
 
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import run_context, telco_connection
+        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
         conn = telco_connection()
