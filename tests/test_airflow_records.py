@@ -41,7 +41,9 @@ def conf_for(dag_id: str, customer: int) -> dict:
     params = load_dagbag().get_dag(dag_id).params
     conf = {}
     for name in params:
-        if params.get_param(name).has_value:
+        param = params.get_param(name)
+        types = param.schema.get("type")
+        if param.has_value or "null" in (types if isinstance(types, list) else [types]):
             continue
         if name == "customer_id":
             conf[name] = customer
@@ -114,9 +116,10 @@ def test_free_text_reason_is_refused_before_a_run_exists(telco, run_dag, reason)
 def test_every_free_text_param_is_bounded_and_says_no_personal_data():
     for dag in load_dagbag().dags.values():
         for name in dag.params:
-            schema = dag.params.get_param(name).schema
+            param = dag.params.get_param(name)
+            schema, description = param.schema, param.description or ""
             types = schema.get("type") if isinstance(schema.get("type"), list) else [schema.get("type")]
             if "string" in types and "enum" not in schema and "format" not in schema:
                 assert schema.get("maxLength", 10**6) <= 200, f"{dag.dag_id}.{name} is not bounded"
-                assert "no " in schema.get("description", "").lower() and "personal data" in schema["description"], \
+                assert "no " in description.lower() and "personal data" in description, \
                     f"{dag.dag_id}.{name}: the description must say that no personal data goes there"
