@@ -5,11 +5,13 @@ Airflow's own records obey the policy (`airflow_metadata` in `include/policy/ret
 runs and their conf, task instances, XCom, HITL records and the action log older than the
 period, and the task-log files last written before it, are removed.
 
-| step | what it does |
-| --- | --- |
-| `clean_records` | `airflow db clean` before the run's date minus the period, `--skip-archive`, in batches, `--error-on-cleanup-failure`: a table it could not clean fails the run; the rows found per table are the run's XCom |
-| `clean_task_logs` | removes the task-log files last written before the same moment (and folders left empty); one audit row `airflow_metadata_cleaned` with the counts |
-| `verify_cleanup` | `airflow db clean --dry-run` again: no row older than the moment remains; no task-log file either |
+- `clean_records`: `airflow db clean` before the run's date minus the period,
+  `--skip-archive`, in batches, `--error-on-cleanup-failure`: a table it could not clean fails
+  the run; the rows found per table are the run's XCom
+- `clean_task_logs`: removes the task-log files last written before the same moment (and
+  folders left empty); one audit row `airflow_metadata_cleaned` with the counts
+- `verify_cleanup`: `airflow db clean --dry-run` again: no row older than the moment remains;
+  no task-log file either
 
 `dry_run` counts what would go and removes nothing. The latest scheduled run of each DAG is
 kept by `airflow db clean` whatever its age (the scheduler needs it).

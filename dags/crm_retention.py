@@ -15,4 +15,4 @@ the three retention DAGs:
 
 from telco_lifecycle.workflows.purge_dag import purge_dag
 
-crm_retention = purge_dag("crm_retention", "crm_master_data", __doc__)
+crm_retention = purge_dag("crm_retention", "crm_master_data", __doc__, completes_deferred_offboarding=True)

@@ -9,12 +9,19 @@ with the customer's internal id and your name.
 
 - `offboard_customer`: the first task, so the deletion follows the trigger at once; one
   transaction: refuses, changing nothing, an unknown customer, an end date in the future or
-  different from one already recorded, and a customer under **legal hold**; counts the
-  customer's rows; sets `relationship_ended_on`, deletes `pbx_configs` and `sip_peers`, writes
-  the audit rows
+  different from one already recorded; counts the customer's rows; sets
+  `relationship_ended_on`, deletes `pbx_configs` and `sip_peers` (under a **legal hold** in
+  force: records the end and defers the deletion until the last hold is released), writes the
+  audit rows
 - `verify_offboarding`: Great Expectations re-queries the database: no PBX/SIP rows remain,
   nothing else of the customer was removed
 - `summarise`: the counts per table (the run's XCom); no personal data
+
+A customer under **legal hold** is offboarded all the same (the relationship end is
+recorded, so the 118 export and the status page see an ended customer) but its PBX/SIP
+deletion is **deferred** (an audit row `defer_deletion` with the case references; the
+status page counts them): the release of the last hold deletes it, and at the latest
+the next daily `crm_retention` run.
 
 `dry_run` counts what would be deleted and changes nothing. Offboarding a customer
 that has already ended is a no-op that says so. CRM data, contracts and accounting
@@ -29,7 +36,6 @@ from telco_lifecycle.workflows.common import (
     customer_id_param,
     dry_run_param,
     lifecycle_dag,
-    lifecycle_task,
     requested_by_param,
     run_context,
     run_date,
@@ -77,9 +83,9 @@ def customer_offboarding():
         from telco_lifecycle.rules.offboarding import verification_checks
 
         context = get_current_context()
-        checks = verification_checks(result["customer_id"], result["rows_before"], result["dry_run"])
-        with lifecycle_task(context):
-            results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
+        checks = verification_checks(result["customer_id"], result["rows_before"],
+                                     result["dry_run"] or result["deferred"])
+        results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
         return [dataclasses.asdict(r) for r in results]
 
     @task
@@ -90,6 +96,7 @@ def customer_offboarding():
             "relationship_ended_on": result["relationship_ended_on"],
             "dry_run": result["dry_run"],
             "no_op": result["no_op"],
+            "deferred": result["deferred"],
             "rows_before": result["rows_before"],
             "deleted": result["deleted"],
             "verification": "passed" if all(v["success"] for v in verification) else "failed",

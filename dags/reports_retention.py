@@ -6,11 +6,12 @@ subject-access exports, erasure statements, 118 listings and GX Data Docs under
 `LIFECYCLE_REPORTS_DIR` are removed when their period has passed; audit reports and
 deletion certificates are exempt (evidence).
 
-| step | what it does |
-| --- | --- |
-| `plan_removal` | refuses an `as_of` after the run's date, and a reports directory holding a folder the policy neither governs nor exempts; counts the due files per folder (read only) |
-| `remove_due` | removes each due file with one audit row (folder, customer id when there is one, size, SHA-256; never a file name) |
-| `verify_removal` | re-scans the reports directory: nothing due remains, every other file is still there |
+- `plan_removal`: refuses an `as_of` after the run's date, and a reports directory holding a
+  folder the policy neither governs nor exempts; counts the due files per folder (read only)
+- `remove_due`: removes each due file with one audit row (folder, customer id when there is
+  one, size, SHA-256; never a file name)
+- `verify_removal`: re-scans the reports directory: nothing due remains, every other file is
+  still there
 
 `dry_run` records what would go and removes nothing. A re-run removes nothing more.
 """

@@ -1,4 +1,5 @@
-"""directory_118_export through dag.test(): main numbers of active, not opted-out customers only."""
+"""directory_118_export through dag.test(): the customers' wishes (a number opted in or out,
+the whole company opted out), active customers only."""
 
 from __future__ import annotations
 
@@ -20,6 +21,12 @@ def test_export_lists_only_main_numbers_of_active_customers_not_opted_out(telco,
                   {"next": ANCHOR + dt.timedelta(days=1), "today": ANCHOR})
     telco.execute("""INSERT INTO phone_numbers (number, customer_id, kind) VALUES
                      ('+4599000001', 100001, 'main'), ('+4599000002', 100002, 'main')""")
+    # wishes: a company unlisted altogether, a mobile listed on request, a main number unlisted
+    telco.execute("""INSERT INTO customers (customer_id, company_name, directory_opt_out) VALUES
+                     (100003, 'Unlisted ApS', true), (100004, 'Mobile ApS', DEFAULT)""")
+    telco.execute("""INSERT INTO phone_numbers (number, customer_id, kind, directory_opt_in, directory_opt_out) VALUES
+                     ('+4599000003', 100003, 'main', true, false), ('+4599000004', 100004, 'mobile', true, false),
+                     ('+4599000005', 100004, 'main', false, true), ('+4599000006', 100004, 'landline', false, false)""")
 
     dag_run, xcom = run_dag("directory_118_export", {"as_of": ANCHOR.isoformat()}, RUN_DATE)
 
@@ -33,18 +40,19 @@ def test_export_lists_only_main_numbers_of_active_customers_not_opted_out(telco,
     numbers = {row["number"] for row in listed}
     expected = {n for (n,) in telco.rows("""
         SELECT p.number FROM phone_numbers p JOIN customers c USING (customer_id)
-        WHERE p.kind = 'main' AND NOT p.directory_opt_out
+        WHERE (p.kind = 'main' OR p.directory_opt_in) AND NOT p.directory_opt_out AND NOT c.directory_opt_out
           AND (c.relationship_ended_on IS NULL OR c.relationship_ended_on > %s)""", (ANCHOR,))}
     assert numbers == expected and len(listed) == len(expected) == result["rows"] > 0
     assert "+4599000001" in numbers and "+4599000002" not in numbers
-    kinds = dict(telco.rows("SELECT number, kind FROM phone_numbers"))
-    assert {kinds[n] for n in numbers} == {"main"}
+    assert "+4599000004" in numbers and not numbers & {"+4599000003", "+4599000005", "+4599000006"}
+    kinds = dict(telco.rows("SELECT number, kind FROM phone_numbers WHERE NOT directory_opt_in"))
+    assert {kinds[n] for n in numbers if n in kinds} == {"main"}
     opted_out = {n for (n,) in telco.rows("SELECT number FROM phone_numbers WHERE directory_opt_out")}
     assert opted_out and not numbers & opted_out
     ended = {n for (n,) in telco.rows("""SELECT p.number FROM phone_numbers p JOIN customers c USING (customer_id)
                                          WHERE c.relationship_ended_on <= %s""", (ANCHOR,))}
     assert ended and not numbers & ended
-    assert result["checks"] == 4
+    assert result["checks"] == 6
     assert telco.scalar("SELECT row_count FROM lifecycle_audit WHERE action = 'directory_export'") == len(listed)
 
 
@@ -54,7 +62,7 @@ def test_verification_catches_a_mobile_number(telco):
     from telco_lifecycle.subjects.directory_118 import verification_checks
 
     leaky = "SELECT number FROM phone_numbers WHERE kind IN ('main', 'mobile')"
-    with pytest.raises(VerificationFailed, match="never a mobile"):
+    with pytest.raises(VerificationFailed, match="only main numbers and numbers opted in"):
         run_checks(telco.url, "directory_leak", verification_checks(leaky, ANCHOR))
 
 

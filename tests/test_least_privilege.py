@@ -48,7 +48,8 @@ def test_update_grants_are_exactly_the_columns_the_lifecycle_updates(telco):
             assert not telco.scalar("SELECT has_table_privilege(%s, %s, %s)", (ROLE, table, privilege))
     updated = {(item.table, column) for rule in policy.rules for item in rule.data if item.action == "anonymise"
                for column in [*item.columns, *item.purged_marks]}
-    updated |= {("customers", "relationship_ended_on"),  # offboarding
+    updated |= {(item.table, item.own_clock) for rule in policy.rules for item in rule.data if item.own_clock}
+    updated |= {("customers", "relationship_ended_on"),  # offboarding, customer_return
                 ("legal_holds", "released_on"), ("legal_holds", "released_by")}  # releasing a hold
     granted = set(telco.rows("SELECT table_name::text, column_name::text FROM information_schema.column_privileges"
                              " WHERE grantee = %s AND privilege_type = 'UPDATE'", (ROLE,)))

@@ -71,17 +71,52 @@ def test_second_offboarding_is_a_no_op_that_says_so(telco, run_dag):
     assert telco.fingerprint(exclude=()) == before  # not even an audit row
 
 
-def test_legal_hold_blocks_offboarding(telco, run_dag):
+def config_rows(telco, customer: int) -> int:
+    return telco.scalar("SELECT (SELECT count(*) FROM pbx_configs WHERE customer_id = %(c)s)"
+                        " + (SELECT count(*) FROM sip_peers WHERE customer_id = %(c)s)", {"c": customer})
+
+
+def test_offboarding_under_legal_hold_records_the_end_and_defers_the_deletion(telco, run_dag):
+    from telco_lifecycle.rules.status import holds_in_force
+
     customer = active_customer_with_config(telco, held=True)
     assert customer is not None, "the seed places holds on some active customers with configuration"
-    before = telco.fingerprint()
+    kept = config_rows(telco, customer)
+    holds = telco.rows("SELECT legal_hold_id, case_reference FROM legal_holds WHERE customer_id = %s"
+                       " AND released_on IS NULL ORDER BY placed_on", (customer,))
+    cases = [case for _, case in holds]
+    deferred_before = holds_in_force(telco.conn)["deferred_offboarding"]
 
-    dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
 
-    assert dag_run.state == "failed"
-    assert telco.fingerprint() == before
-    rule, reason = telco.refusal(dag_run.run_id)  # the refusal is an outcome with its reason
-    assert rule == "pbx_sip_config" and "legal hold" in reason
+    assert dag_run.state == "success" and xcom["summarise"]["deferred"] is True
+    assert xcom["summarise"]["verification"] == "passed" and "deferred" in xcom["summarise"]["message"]
+    assert telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,)) is not None
+    assert config_rows(telco, customer) == kept > 0
+    assert telco.scalar("SELECT details->'legal_hold_ids' FROM lifecycle_audit WHERE customer_id = %s"
+                        " AND action = 'defer_deletion'", (customer,)) == [hold_id for hold_id, _ in holds]
+    assert holds_in_force(telco.conn)["deferred_offboarding"] == deferred_before + 1
+
+    for number, case in enumerate(cases, 1):  # only the release of the last hold deletes
+        dag_run, xcom = run_dag("legal_hold", {"customer_id": customer, "action": "release", "case_reference": case,
+                                               "requested_by": "test"})
+        assert dag_run.state == "success"
+        assert config_rows(telco, customer) == (0 if number == len(cases) else kept)
+    assert "deferred PBX/SIP deletion done" in xcom["apply_legal_hold"]["message"]
+    assert holds_in_force(telco.conn)["deferred_offboarding"] == deferred_before
+
+
+def test_a_deferred_deletion_is_done_by_the_next_daily_run_at_the_latest(telco, run_dag):
+    customer = active_customer_with_config(telco, held=True)
+    run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})
+    assert config_rows(telco, customer) > 0
+    telco.execute("UPDATE legal_holds SET released_on = current_date WHERE customer_id = %s", (customer,))
+
+    dag_run, xcom = run_dag("crm_retention", {})
+
+    assert dag_run.state == "success" and config_rows(telco, customer) == 0
+    assert xcom["complete_deferred_offboarding"]["customers"] == 1
+    assert xcom["verify_retention"]["verification"] == "passed"
 
 
 def test_unknown_customer_fails_and_changes_nothing(telco, run_dag):

@@ -48,6 +48,43 @@ def test_fiscal_years():
     assert june.fiscal_year_of(dt.date(2024, 7, 1)) == 2025
 
 
+def changed_year_end(policy, new: str, old: str, last: str):
+    from telco_lifecycle.policy import Policy
+
+    return Policy.model_validate({**policy.model_dump(), "fiscal_year_end": new,
+                                  "earlier_fiscal_year_ends": [{"fiscal_year_end": old, "last_year_ended_on": last}]})
+
+
+def test_a_changed_fiscal_year_end_honours_both():
+    """31 December until 2021-12-31, then 30 June: a short fiscal 2022 (January-June 2022)."""
+    policy = changed_year_end(load_policy(), "06-30", "12-31", "2021-12-31")
+    D = dt.date
+    assert [policy.fiscal_year_end_of(D(*d)) for d in [(2021, 12, 31), (2022, 1, 1), (2022, 6, 30), (2022, 7, 1)]] \
+        == [D(2021, 12, 31), D(2022, 6, 30), D(2022, 6, 30), D(2023, 6, 30)]
+    assert policy.latest_year_end(D(2022, 6, 29)) == D(2021, 12, 31)
+    assert [policy.fiscal_year_end_date(y) for y in (2021, 2022, 2023)] == [D(2021, 12, 31), D(2022, 6, 30),
+                                                                          D(2023, 6, 30)]
+    # the other way round two years end in 2021: the name means the later
+    back = changed_year_end(load_policy(), "12-31", "06-30", "2021-06-30")
+    assert back.fiscal_year_end_of(D(2021, 7, 1)) == D(2021, 12, 31)
+    assert back.fiscal_year_end_date(2021) == D(2021, 12, 31)
+    assert back.fiscal_year_end_of(D(2021, 6, 30)) == D(2021, 6, 30)
+    with pytest.raises(ValueError, match="is not a 06-30 year end"):
+        changed_year_end(load_policy(), "12-31", "06-30", "2021-06-29")
+    with pytest.raises(ValueError, match="must differ"):
+        changed_year_end(load_policy(), "12-31", "12-31", "2021-12-31")
+
+
+def test_the_rules_table_states_the_units_and_the_derivation():
+    from telco_lifecycle.policy import rules_table
+
+    table = rules_table(load_policy())
+    for words in ("named after the calendar year in which it ends", "`payments` by `paid_on`",
+                  "`invoices` by `issued_on` or a later stored `fiscal_year`", "are one unit",
+                  "rows without `invoice_id` by their own year", "defers the PBX/SIP deletion"):
+        assert words in table
+
+
 def broken_copy(tmp_path, old: str, new: str):
     text = default_policy_path().read_text(encoding="utf-8")
     assert old in text

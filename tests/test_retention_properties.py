@@ -68,8 +68,9 @@ def test_purges_keep_exactly_what_the_policy_keeps(telco, histories, as_of):
         contracts_kept = keep or not due("archived_contracts", ended)
         assert telco.scalar("SELECT count(*) FROM archived_contracts WHERE customer_id = %s",
                             (customer,)) == int(contracts_kept)
-        invoices = sorted(fy for _, fy in history["invoices"]
-                          if keep or not due("accounting", policy.fiscal_year_end_date(fy)))
+        # an invoice (paid on its issue day) belongs to the later of its issue date's fiscal year and its label
+        invoices = sorted(fy for issued, fy in history["invoices"] if keep or not due(
+            "accounting", policy.fiscal_year_end_date(max(fy, policy.fiscal_year_of(issued)))))
         assert [r[0] for r in telco.rows("SELECT fiscal_year FROM invoices WHERE customer_id = %s ORDER BY 1",
                                          (customer,))] == invoices
         assert telco.scalar("SELECT count(*) FROM payments WHERE invoice_id IN"

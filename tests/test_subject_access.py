@@ -20,7 +20,7 @@ RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 def customer_with_everything(telco) -> int:
     return telco.scalar("""
         SELECT c.customer_id FROM customers c
-        WHERE c.relationship_ended_on IS NULL
+        WHERE c.relationship_ended_on IS NULL AND NOT lifecycle_on_hold(c.customer_id)
           AND EXISTS (SELECT 1 FROM crm_correspondence x WHERE x.customer_id = c.customer_id)
           AND EXISTS (SELECT 1 FROM pbx_configs x WHERE x.customer_id = c.customer_id)
           AND EXISTS (SELECT 1 FROM payments p JOIN invoices i USING (invoice_id) WHERE i.customer_id = c.customer_id)
@@ -50,9 +50,10 @@ def test_access_export_has_every_category_and_only_this_customer(telco, run_dag)
             for row in table["rows"]:
                 if "customer_id" in row:
                     assert row["customer_id"] == customer
-        if rule.clock == "relationship_end":  # an active customer
-            assert category["deletion"] == [{"when": {"en": "while the relationship lasts",
-                                                      "da": "så længe kundeforholdet består"}, "deleted_on": None}]
+        assert category["retention"] == rule.in_words().model_dump()
+        assert [r["id"] for r in category["recipients"]] == [r.id for r in policy.recipients_of(rule.id)]
+        if rule.clock == "relationship_end":  # an active customer: the rule in words
+            assert category["deletion"] == [{"when": rule.in_words().model_dump(), "deleted_on": None}]
         else:
             years = [d["fiscal_year"] for d in category["deletion"]]
             assert years == list(range(min(years), max(years) + 1))
@@ -66,6 +67,7 @@ def test_access_export_has_every_category_and_only_this_customer(telco, run_dag)
     for rule in policy.rules:  # Danish by default
         assert rule.category.da in page and rule.category.en not in page
     assert "Opbevares, så længe kundeforholdet består" in page
+    assert "118-nummeroplysningen" in page and "inkassobureau" in page and "Videregives til" in page
     name = telco.scalar("SELECT company_name FROM customers WHERE customer_id = %s", (customer,))
     assert name in page
     cdr_numbers = telco.rows("SELECT b_number FROM cdrs WHERE customer_id = %s", (customer,))
@@ -92,6 +94,34 @@ def test_ended_customer_gets_deletion_dates(telco, run_dag):
     report = json.loads(Path(xcom["export_customer_data"]["json_file"]).read_text(encoding="utf-8"))
     crm = next(c for c in report["categories"] if c["rule"] == "crm_master_data")
     assert crm["deletion"][0]["deleted_on"] == ended.replace(year=ended.year + 1).isoformat()
+
+
+def test_accounting_dates_follow_the_units_and_a_hold_keeps_everything(telco, run_dag):
+    """A fiscal-2019 invoice paid in January 2020 is 2020 material (deleted 2026-01-01); under a
+    legal hold in force every category says it is kept under the hold."""
+    customer = telco.scalar("SELECT max(customer_id) + 1 FROM customers")
+    telco.execute("INSERT INTO customers (customer_id, company_name) VALUES (%s, 'Unit ApS')", (customer,))
+    invoice = telco.scalar("INSERT INTO invoices (customer_id, issued_on, fiscal_year) VALUES (%s, '2019-12-31', 2019)"
+                           " RETURNING invoice_id", (customer,))
+    telco.execute("INSERT INTO payments (invoice_id, paid_on) VALUES (%s, '2020-01-10')", (invoice,))
+    telco.execute("INSERT INTO cdrs (customer_id, a_number, b_number, started_at, kind) VALUES"
+                  " (%s, '+4511111111', '+4522222222', '2019-06-01 12:00+02', 'sms')", (customer,))
+
+    def categories() -> dict:
+        dag_run, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
+        assert dag_run.state == "success"
+        report = json.loads(Path(xcom["export_customer_data"]["json_file"]).read_text(encoding="utf-8"))
+        return {c["rule"]: c for c in report["categories"]}
+
+    accounting = categories()["accounting"]["deletion"]
+    assert [(d["fiscal_year"], d["deleted_on"]) for d in accounting] == [(2019, "2025-01-01"), (2020, "2026-01-01")]
+
+    telco.execute("INSERT INTO legal_holds (customer_id, case_reference, placed_on) VALUES (%s, 'SKP-A', '2026-01-01')",
+                  (customer,))
+    for category in categories().values():
+        assert category["deletion"] == [{"when": {"en": "kept under a legal hold",
+                                                  "da": "opbevares på grund af et retligt pålæg (legal hold)"},
+                                         "deleted_on": None, "legal_hold": True}]
 
 
 def test_export_streams_cdrs_in_constant_memory(telco):
@@ -158,7 +188,7 @@ def test_report_in_english_with_labels_and_documents_as_files(telco, run_dag):
 def test_deletion_says_will_be_or_was(telco, run_dag):
     """An ended customer: a category not yet due "will be deleted on"; once deleted, "Deleted on"."""
     customer = telco.scalar("""SELECT customer_id FROM customers WHERE relationship_ended_on > %s - 365
-                               ORDER BY customer_id LIMIT 1""", (ANCHOR,))
+                               AND NOT lifecycle_on_hold(customer_id) ORDER BY customer_id LIMIT 1""", (ANCHOR,))
     ended = telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,))
     _, xcom = run_dag("data_subject_access", {"customer_id": customer, "requested_by": "test", "language": "en"},
                       RUN_DATE)

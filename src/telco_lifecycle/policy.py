@@ -68,6 +68,16 @@ class DataItem(_Strict):
     # tables) the column its rows are summarised by instead of listed.
     description: Bilingual | None = None
     summary_by: str | None = Field(default=None, pattern=IDENTIFIER)
+    # Accounting units: rows of the rule's items that share a value of `unit_key` (an
+    # invoice, its payments, the CDRs billed on it) are kept until the latest of them is
+    # due, then go together; a row without one (an unbilled CDR) is dated by itself.
+    unit_key: str | None = Field(default=None, pattern=IDENTIFIER)
+    # A stored fiscal year (invoices.fiscal_year): where it names a later year than
+    # `dated_by` gives, the later applies (and verification reports the row).
+    fiscal_year_label: str | None = Field(default=None, pattern=IDENTIFIER)
+    # A relationship-clock row's own relationship end (archived_contracts of an earlier
+    # relationship of a customer that returned): when set, it starts the row's clock.
+    own_clock: str | None = Field(default=None, pattern=IDENTIFIER)
 
     @model_validator(mode="after")
     def _anonymise_names_columns(self) -> DataItem:
@@ -88,8 +98,8 @@ class DataItem(_Strict):
     def columns_used(self) -> dict[str, set[str]]:
         """Table -> the columns of it this item names (checked against the live schema)."""
         used = {self.table: {self.subject.column, *self.columns, *self.kept_columns}}
-        if self.summary_by:
-            used[self.table].add(self.summary_by)
+        used[self.table].update(c for c in (self.summary_by, self.unit_key, self.fiscal_year_label, self.own_clock)
+                                if c)
         if self.subject.via:
             used[self.subject.via] = {self.subject.column, "customer_id"}
         if self.dated_by:
@@ -194,6 +204,23 @@ class Rule(_Strict):
     def tables(self) -> tuple[str, ...]:
         return tuple(item.table for item in self.data)
 
+    def in_words(self) -> Bilingual:
+        """The rule as the access report states it."""
+        years = self.period_years
+        if self.clock == "relationship_end" and years == 0:
+            return Bilingual(en="deleted immediately when the customer relationship ends",
+                             da="slettes straks, når kundeforholdet ophører")
+        if self.clock == "relationship_end":
+            return Bilingual(en=f"deleted {years} year{'s' * (years != 1)} after the customer relationship ends",
+                             da=f"slettes {years} år efter kundeforholdets ophør")
+        return Bilingual(
+            en=f"kept until {years} years after the end of the fiscal year it belongs to, deleted the day after;"
+               " an invoice, its payments and the call detail records billed on it are kept together until the"
+               " latest of them is due",
+            da=f"opbevares til {years} år efter udgangen af det regnskabsår, det hører til, og slettes dagen efter;"
+               " en faktura, dens betalinger og de trafikdata, den bygger på, opbevares samlet, til den seneste af"
+               " dem skal slettes")
+
     def deadline(self, clock_start: dt.date) -> dt.date:
         """The first `as_of` on which data whose clock started on `clock_start` is due.
 
@@ -228,12 +255,49 @@ class AirflowMetadata(_Strict):
     legal_basis: Bilingual
 
 
+def _month_day(value: str) -> str:
+    if not re.fullmatch(r"\d{2}-\d{2}", value):
+        raise ValueError("a fiscal-year end must be MM-DD, for example '12-31'")
+    month, day = (int(part) for part in value.split("-"))
+    dt.date(2023, month, day)  # raises for 02-30 and the like; 02-29 is not allowed
+    return value
+
+
+class EarlierYearEnd(_Strict):
+    """A fiscal-year end the company used before: the year ends on `fiscal_year_end`
+    (MM-DD) up to and including the one on `last_year_ended_on`."""
+
+    fiscal_year_end: str
+    last_year_ended_on: dt.date
+
+    @field_validator("fiscal_year_end")
+    @classmethod
+    def _month_day(cls, value: str) -> str:
+        return _month_day(value)
+
+    @model_validator(mode="after")
+    def _ends_on_its_day(self) -> EarlierYearEnd:
+        if self.last_year_ended_on.strftime("%m-%d") != self.fiscal_year_end:
+            raise ValueError(f"last_year_ended_on {self.last_year_ended_on} is not a {self.fiscal_year_end} year end")
+        return self
+
+
+class Recipient(_Strict):
+    """Whom the policy says a category's data is passed to."""
+
+    id: str = Field(pattern=IDENTIFIER)
+    name: Bilingual
+    rules: tuple[str, ...] = Field(min_length=1)
+
+
 class Policy(_Strict):
     version: Literal[1]
     timezone: Literal["Europe/Copenhagen"]
     fiscal_year_end: str
+    earlier_fiscal_year_ends: tuple[EarlierYearEnd, ...] = ()
     rules: tuple[Rule, ...] = Field(min_length=1)
     exempt_tables: dict[Identifier, str]
+    recipients: tuple[Recipient, ...] = ()
     report_files: tuple[ReportFolder, ...] = Field(min_length=1)
     exempt_report_folders: dict[str, str]
     airflow_metadata: AirflowMetadata
@@ -241,11 +305,28 @@ class Policy(_Strict):
     @field_validator("fiscal_year_end")
     @classmethod
     def _month_day(cls, value: str) -> str:
-        if not re.fullmatch(r"\d{2}-\d{2}", value):
-            raise ValueError("fiscal_year_end must be MM-DD, for example '12-31'")
-        month, day = (int(part) for part in value.split("-"))
-        dt.date(2023, month, day)  # raises for 02-30 and the like; 02-29 is not allowed
-        return value
+        return _month_day(value)
+
+    @model_validator(mode="after")
+    def _year_ends_in_order(self) -> Policy:
+        ends = [*(e.fiscal_year_end for e in self.earlier_fiscal_year_ends), self.fiscal_year_end]
+        if any(a == b for a, b in zip(ends, ends[1:], strict=False)):
+            raise ValueError(f"consecutive fiscal-year ends must differ: {ends}")
+        days = [e.last_year_ended_on for e in self.earlier_fiscal_year_ends]
+        if days != sorted(set(days)):
+            raise ValueError("earlier_fiscal_year_ends must be in order, oldest first")
+        return self
+
+    @model_validator(mode="after")
+    def _recipients_of_known_rules(self) -> Policy:
+        ids = {rule.id for rule in self.rules}
+        for recipient in self.recipients:
+            if unknown := set(recipient.rules) - ids:
+                raise ValueError(f"recipient {recipient.id!r} names unknown rules {sorted(unknown)}")
+        return self
+
+    def recipients_of(self, rule_id: str) -> list[Recipient]:
+        return [r for r in self.recipients if rule_id in r.rules]
 
     @model_validator(mode="after")
     def _tables_governed_once(self) -> Policy:
@@ -298,32 +379,70 @@ class Policy(_Strict):
                 return rule
         raise KeyError(f"no rule governs table {table!r}")
 
+    def year_end_periods(self) -> list[tuple[str, dt.date | None, dt.date | None]]:
+        """(MM-DD, the last year end before the period or None, its own last or None), oldest first."""
+        periods: list[tuple[str, dt.date | None, dt.date | None]] = []
+        previous: dt.date | None = None
+        for earlier in self.earlier_fiscal_year_ends:
+            periods.append((earlier.fiscal_year_end, previous, earlier.last_year_ended_on))
+            previous = earlier.last_year_ended_on
+        return [*periods, (self.fiscal_year_end, previous, None)]
+
+    def year_ends_record(self) -> list[list[str | None]]:
+        """The fiscal-year ends as the accounting purge records them: [MM-DD, last year end]."""
+        return [[month_day, last.isoformat() if last else None] for month_day, _, last in self.year_end_periods()]
+
+    def fiscal_year_end_of(self, day: dt.date) -> dt.date:
+        """The last day of the fiscal year a Copenhagen date belongs to."""
+        for month_day, _, last in self.year_end_periods():
+            if last is None or day <= last:
+                month, dom = (int(part) for part in month_day.split("-"))
+                end = dt.date(day.year, month, dom)
+                return end if end >= day else dt.date(day.year + 1, month, dom)
+        raise AssertionError("the last period is open")
+
+    def latest_year_end(self, day: dt.date) -> dt.date | None:
+        """The last fiscal-year end on or before `day`."""
+        found = []
+        for month_day, after, last in self.year_end_periods():
+            month, dom = (int(part) for part in month_day.split("-"))
+            end = dt.date(day.year, month, dom)
+            end = end if end <= day else dt.date(day.year - 1, month, dom)
+            end = min(end, last) if last else end
+            if after is None or end > after:
+                found.append(end)
+        return max(found, default=None)
+
     def fiscal_year_end_date(self, fiscal_year: int) -> dt.date:
-        """Last day of `fiscal_year`; a year named after the calendar year it ends in."""
-        month, day = (int(part) for part in self.fiscal_year_end.split("-"))
-        return dt.date(fiscal_year, month, day)
+        """Last day of the fiscal year named `fiscal_year` (a fiscal year is named after the
+        calendar year in which it ends; where a change of year end made two years end in
+        one calendar year, the later)."""
+        end = self.latest_year_end(dt.date(fiscal_year, 12, 31))
+        if end is None:
+            raise ValueError(f"the policy's fiscal years begin after {fiscal_year}")
+        return end
 
     def fiscal_year_of(self, day: dt.date) -> int:
-        """The fiscal year a Copenhagen date belongs to."""
-        end = self.fiscal_year_end_date(day.year)
-        return day.year if day <= end else day.year + 1
+        """The fiscal year a Copenhagen date belongs to (named after the year it ends in)."""
+        return self.fiscal_year_end_of(day).year
 
 
 def rules_table(policy: Policy) -> str:
     """The README's rules table, generated from the policy."""
-    clocks = {"relationship_end": "relationship end", "fiscal_year_end": "end of the fiscal year"}
     lines = ["| rule | data | clock starts | deleted | erasure on request |", "| --- | --- | --- | --- | --- |"]
     for rule in policy.rules:
-        when = ("immediately, by the offboarding run" if rule.period_years == 0
-                else f"kept until clock + {rule.period_years} years, deleted on the first run after"
-                if rule.clock == "fiscal_year_end"
-                else f"on the first run with `as_of` >= clock + {rule.period_years} year(s)")
+        clock, when = "relationship end", (
+            "immediately, by the offboarding run" if rule.period_years == 0
+            else f"on the first run with `as_of` >= clock + {rule.period_years} year(s)")
+        if rule.clock == "fiscal_year_end":
+            clock, when = _fiscal_clock(policy, rule)
         erasure = ("no: " + rule.erasure.exempt_reason.en) if not rule.erasure.on_request else (
             "yes" if rule.erasure.while_active is True else
             "after the relationship ends" + (" (partly before)" if rule.erasure.while_active == "partial" else ""))
         tables = ", ".join(f"`{t}`" for t in rule.tables)
-        lines.append(f"| `{rule.id}` | {rule.category.en} ({tables}) | {clocks[rule.clock]} | {when} | {erasure} |")
-    lines.append("| legal hold | all of a customer's data | - | never while a hold is in force | no |")
+        lines.append(f"| `{rule.id}` | {rule.category.en} ({tables}) | {clock} | {when} | {erasure} |")
+    lines.append("| legal hold | all of a customer's data | - | never while a hold is in force (offboarding records"
+                 " the end and defers the PBX/SIP deletion until the last hold is released) | no |")
     lines += ["", "What the lifecycle itself writes under `LIFECYCLE_REPORTS_DIR`, and Airflow's own records:", "",
               "| folder | files | removed | legal basis / reason kept |", "| --- | --- | --- | --- |"]
     for folder in policy.report_files:
@@ -338,6 +457,25 @@ def rules_table(policy: Policy) -> str:
     lines.append("| Airflow metadata and task logs | runs and their conf, task instances, XCom, HITL records,"
                  f" the action log; task-log files | {meta.period_days} days after the run | {meta.legal_basis.en} |")
     return "\n".join(lines)
+
+
+def _fiscal_clock(policy: Policy, rule: Rule) -> tuple[str, str]:
+    """The clock and deletion cells of a fiscal-year rule: the year end, how each table's
+    row is dated, the accounting units."""
+    dated = ", ".join(
+        f"`{i.table}` by `{i.dated_by}`" + (" (its Copenhagen date)" if i.date_column.endswith("_at") else "")
+        + (f" or a later stored `{i.fiscal_year_label}`" if i.fiscal_year_label else "") for i in rule.data)
+    earlier = "".join(f"; until {e.last_year_ended_on}: {e.fiscal_year_end}" for e in policy.earlier_fiscal_year_ends)
+    clock = (f"end of the fiscal year the row belongs to (year end {policy.fiscal_year_end}{earlier}; a fiscal year"
+             f" is named after the calendar year in which it ends): {dated}")
+    units = [i for i in rule.data if i.unit_key]
+    when = f"kept until clock + {rule.period_years} years, deleted on the first run after"
+    if units:
+        key = units[0].unit_key
+        when += (f"; rows sharing `{key}` ({', '.join(f'`{i.table}`' for i in units)}: an invoice, its payments"
+                 f" and the CDRs billed on it) are one unit, kept until the latest of them is due and deleted"
+                 f" together; rows without `{key}` by their own year")
+    return clock, when
 
 
 def schema_problems(cur, policy: Policy) -> list[str]:

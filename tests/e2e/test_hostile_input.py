@@ -57,6 +57,9 @@ DAGS = {
     "legal_hold": corpus(
         {"customer_id": NO_SUCH_CUSTOMER, "action": "place", "case_reference": "SKP-1", **STAFF},
         {"customer_id": BAD_IDS, "action": BAD_ACTIONS, "case_reference": BAD_TEXT, "requested_by": BAD_TEXT}),
+    "customer_return": corpus(
+        {"customer_id": NO_SUCH_CUSTOMER, **STAFF},
+        {"customer_id": BAD_IDS, "requested_by": BAD_TEXT, "dry_run": BAD_BOOLEANS, "returned_on": BAD_DATES}),
 }
 # Payloads the schema must accept: free text that is hostile but allowed, for a
 # customer that does not exist. The run fails with the reason, leaves its `refused` audit
@@ -68,6 +71,7 @@ ACCEPTED = {
     "data_subject_erasure": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT},
     "legal_hold": {"customer_id": NO_SUCH_CUSTOMER, "action": "place", "case_reference": ACCEPTED_TEXT,
                    "requested_by": ACCEPTED_TEXT},
+    "customer_return": {"customer_id": NO_SUCH_CUSTOMER, "requested_by": ACCEPTED_TEXT},
 }
 
 

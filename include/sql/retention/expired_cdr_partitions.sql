@@ -1,10 +1,14 @@
 -- Month partitions of `cdrs` that end on or before %(fiscal_cutoff)s (the first
--- instant not yet due): every row in them is past the accounting deadline.
-SELECT c.relname
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = i.inhrelid
-WHERE i.inhparent = 'cdrs'::regclass
-  AND c.relname ~ '^cdrs_y\d{4}m\d{2}$'
-  AND lifecycle_month_start((to_date(regexp_replace(c.relname, '^cdrs_y(\d{4})m(\d{2})$', '\1\2'), 'YYYYMM')
-                             + interval '1 month')::date) <= %(fiscal_cutoff)s
-ORDER BY c.relname;
+-- instant not yet due): every row in them is past the accounting deadline by its own
+-- date. With the instants the month covers, for the check that none of its rows is
+-- billed on an invoice whose unit is still kept (retention.Scope.unit_open).
+SELECT relname, month_start, lifecycle_month_start((month + interval '1 month')::date) AS month_end
+FROM (SELECT c.relname, m.month, lifecycle_month_start(m.month) AS month_start
+      FROM pg_inherits i
+      JOIN pg_class c ON c.oid = i.inhrelid
+      CROSS JOIN LATERAL (SELECT to_date(regexp_replace(c.relname, '^cdrs_y(\d{4})m(\d{2})$', '\1\2'),
+                                         'YYYYMM') AS month) m
+      WHERE i.inhparent = 'cdrs'::regclass
+        AND c.relname ~ '^cdrs_y\d{4}m\d{2}$') p
+WHERE lifecycle_month_start((month + interval '1 month')::date) <= %(fiscal_cutoff)s
+ORDER BY relname;

@@ -49,21 +49,85 @@ def overdue(policy: Policy, rule: Rule, item: DataItem, as_of: dt.date) -> str:
     day = f"DATE '{as_of.isoformat()}'"
     years = int(rule.period_years)
     if rule.clock == "relationship_end":
+        end = f"coalesce(t.{item.own_clock}, c.relationship_ended_on)" if item.own_clock else "c.relationship_ended_on"
         return (f"EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = {owner(item)}"
-                f" AND (c.relationship_ended_on + interval '{years} years')::date <= {day})")
-    column = item.date_column
-    if item.dated_via_subject:
-        via, key = item.subject.via, item.subject.column
-        fiscal_year = f"(SELECT v.{column} FROM {via} v WHERE v.{key} = t.{key})"
-    elif column == "fiscal_year":
-        fiscal_year = f"t.{column}"
-    else:
-        local = f"(t.{column} AT TIME ZONE '{policy.timezone}')::date"
-        fiscal_year = (f"(extract(year FROM {local})::int"
-                       f" + (to_char({local}, 'MM-DD') > '{policy.fiscal_year_end}')::int)")
-    month, day_of_month = (int(p) for p in policy.fiscal_year_end.split("-"))
-    return (f"(make_date({fiscal_year}, {month}, {day_of_month}) + interval '{years} years')::date"
-            f" + 1 <= {day}")
+                f" AND ({end} + interval '{years} years')::date <= {day})")
+    return f"({unit_year_end(policy, rule, item)} + interval '{years} years')::date + 1 <= {day}"
+
+
+def unit_year_end(policy: Policy, rule: Rule, item: DataItem) -> str:
+    """The last day of the fiscal year the row `t` is kept for: its own, or for a member
+    of an accounting unit the latest of the unit's rows (`ue`, joined by `source`; an
+    invoice's stored fiscal year counting where it names a later year)."""
+    own = row_year_end(policy, item, "t")
+    return f"greatest({own}, ue.year_end)" if item.unit_key and rule.clock == "fiscal_year_end" else own
+
+
+def unit_ends(policy: Policy, rule: Rule, units: str | None = None) -> str:
+    """SQL: per accounting unit (`unit`) the last fiscal-year end of its rows (`year_end`),
+    every table of the rule aggregated once (or only the units in the SQL set `units`)."""
+    among = f" IN ({units})" if units else " IS NOT NULL"
+    members = [f"SELECT u.{i.unit_key} AS unit, {row_year_end(policy, i, 'u')} AS year_end FROM {i.table} u"
+               f" WHERE u.{i.unit_key}{among}" for i in rule.data if i.unit_key]
+    return f"(SELECT unit, max(year_end) AS year_end FROM ({' UNION ALL '.join(members)}) m GROUP BY unit)"
+
+
+def source(policy: Policy, rule: Rule, item: DataItem, rows: str | None = None) -> str:
+    """The rows `t` to check (`rows`, default the GX batch), with their accounting unit's
+    last year end (`ue`) where they have one. (GX leaves the aliasing of `{batch}` to a
+    query with a JOIN, and aliases it as `subselect` in any other.)"""
+    if item.unit_key and rule.clock == "fiscal_year_end":
+        return f"{rows or '{batch} t'} LEFT JOIN {unit_ends(policy, rule)} ue ON ue.unit = t.{item.unit_key}"
+    return rows or ROWS
+
+
+def row_year_end(policy: Policy, item: DataItem, row: str) -> str:
+    """The last day of the fiscal year of the row's own date (and stored fiscal year)."""
+    value = f"{row}.{item.date_column}"
+    local = f"({value} AT TIME ZONE '{policy.timezone}')::date" if item.date_column.endswith("_at") else value
+    end = year_end_of(policy, local)
+    if item.fiscal_year_label:
+        end = f"greatest({end}, {named_year_end(policy, f'{row}.{item.fiscal_year_label}')})"
+    return end
+
+
+def year_end_of(policy: Policy, day: str) -> str:
+    """SQL: the last day of the fiscal year the date `day` belongs to, under each period
+    of the policy's fiscal-year ends."""
+    branches = []
+    for month_day, _, last in policy.year_end_periods():
+        month, dom = (int(part) for part in month_day.split("-"))
+        end = (f"make_date(extract(year FROM {day})::int + (to_char({day}, 'MM-DD') > '{month_day}')::int,"
+               f" {month}, {dom})")
+        branches.append(f"WHEN {day} <= DATE '{last}' THEN {end}" if last else f"ELSE {end}")
+    return f"(CASE {' '.join(branches)} END)" if len(branches) > 1 else branches[0][5:]
+
+
+def named_year_end(policy: Policy, year: str) -> str:
+    """SQL: the last day of the fiscal year named `year` (the later where two end in one
+    calendar year)."""
+    candidates = []
+    for month_day, after, last in policy.year_end_periods():
+        month, dom = (int(part) for part in month_day.split("-"))
+        end = f"make_date({year}, {month}, {dom})"
+        bounds = [f"{end} > DATE '{after}'"] * bool(after) + [f"{end} <= DATE '{last}'"] * bool(last)
+        candidates.append(f"CASE WHEN {' AND '.join(bounds)} THEN {end} END" if bounds else end)
+    return f"greatest({', '.join(candidates)})" if len(candidates) > 1 else candidates[0]
+
+
+def fiscal_year_findings(policy: Policy) -> list[Check]:
+    """Data quality (reported, never failing a purge): a stored fiscal year that is not the
+    one the row's own date belongs to."""
+    result = []
+    for rule in policy.rules:
+        for item in rule.data:
+            if item.fiscal_year_label:
+                derived = f"extract(year FROM {year_end_of(policy, f't.{item.dated_by}')})::int"
+                result.append(Check(f"the stored {item.fiscal_year_label} of every {item.table} row is the fiscal"
+                                    f" year of its {item.dated_by}", rule.id, item.table,
+                                    f"SELECT {owner(item)} AS customer_id FROM {ROWS}"
+                                    f" WHERE t.{item.fiscal_year_label} <> {derived}", finding=True))
+    return result
 
 
 def snapshot(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> dict[str, dict[str, int]]:
@@ -76,7 +140,7 @@ def snapshot(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -
         for item in rule.data:
             cur.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT {overdue(policy, rule, item, as_of)}),"
                         f" count(*) FILTER (WHERE lifecycle_on_hold({owner(item)}))"
-                        f" FROM {item.table} t WHERE {remaining(item)}")
+                        f" FROM {source(policy, rule, item, f'{item.table} t')} WHERE {remaining(item)}")
             rows, not_due, held = cur.fetchone()
             counts[item.table] = {"rows": rows, "not_due": not_due, "held_rows": held}
     conn.rollback()
@@ -97,9 +161,10 @@ def checks(as_of: dt.date, rule_ids: list[str] | None = None, expected: dict | N
             name = (f"no ended customer has {item.table} rows" if rule.trigger == "offboarding"
                     else f"no {item.table} row past its deadline remains at {as_of}")
             result.append(Check(name, rule.id, item.table,
-                                f"SELECT {owner(item)} AS customer_id FROM {ROWS}"
+                                f"SELECT {owner(item)} AS customer_id FROM {source(policy, rule, item)}"
                                 f" WHERE {remaining(item)} AND {overdue(policy, rule, item, as_of)}"
                                 f" AND NOT lifecycle_on_hold({owner(item)})"))
+    result += fiscal_year_findings(policy)
     result.append(Check(
         "no data of a customer under a hold in force was removed after the hold was placed", "legal_hold",
         "lifecycle_audit",
@@ -118,18 +183,19 @@ def checks(as_of: dt.date, rule_ids: list[str] | None = None, expected: dict | N
                                     rule.id, item, keep, remaining(item)))
             result.append(_at_least(f"the {before['not_due']} {item.table} rows not yet due at {as_of} remain",
                                     rule.id, item, before["not_due"],
-                                    f"{remaining(item)} AND NOT {overdue(policy, rule, item, as_of)}"))
+                                    f"{remaining(item)} AND NOT {overdue(policy, rule, item, as_of)}",
+                                    source(policy, rule, item)))
             result.append(_at_least(f"the {before['held_rows']} {item.table} rows of customers under legal hold remain",
                                     "legal_hold", item, before["held_rows"],
                                     f"{remaining(item)} AND lifecycle_on_hold({owner(item)})"))
     return result
 
 
-def _at_least(name: str, rule_id: str, item: DataItem, minimum: int, condition: str) -> Check:
+def _at_least(name: str, rule_id: str, item: DataItem, minimum: int, condition: str, rows: str = ROWS) -> Check:
     """Fewer than `minimum` rows match `condition`: one offending row per missing row."""
     return Check(name, rule_id, item.table,
                  f"SELECT generate_series(1, {int(minimum)} - n) AS missing FROM"
-                 f" (SELECT count(*) AS n FROM {ROWS} WHERE {condition}) c")
+                 f" (SELECT count(*) AS n FROM {rows} WHERE {condition}) c")
 
 
 def verify(database_url: str, as_of: dt.date, suite_name: str, rule_ids: list[str] | None = None,

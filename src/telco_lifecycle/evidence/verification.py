@@ -30,6 +30,7 @@ class Check:
     table: str
     unexpected_rows_query: str
     query: str | None = None
+    finding: bool = False  # a data-quality finding: reported, never failing the run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +40,11 @@ class CheckResult:
     table: str
     success: bool
     offending_rows: int
+    finding: bool = False
 
     def describe(self) -> str:
-        verdict = "passed" if self.success else f"FAILED: {self.offending_rows} offending row(s)"
+        verdict = ("passed" if self.success else f"FINDING: {self.offending_rows} row(s)" if self.finding
+                   else f"FAILED: {self.offending_rows} offending row(s)")
         return f"[{self.rule} / {self.table}] {self.name}: {verdict}"
 
 
@@ -127,10 +130,10 @@ def run_checks(database_url: str, suite_name: str, checks: list[Check],
                 raise RuntimeError("a GX result without its expectation's description: not a lifecycle check")
             check = by_description[config.description]
             results.append(CheckResult(check.name, check.rule, check.table, bool(expectation.success),
-                                       int(expectation.result.get("observed_value") or 0)))
+                                       int(expectation.result.get("observed_value") or 0), check.finding))
     for result in results:
-        log.info("verification %s", result.describe())
-    failures = [r for r in results if not r.success]
+        (log.warning if result.finding and not result.success else log.info)("verification %s", result.describe())
+    failures = [r for r in results if not r.success and not r.finding]
     if failures:
         raise VerificationFailed(failures)
     return results

@@ -2,7 +2,9 @@
 
 A hold in force (`released_on IS NULL`) stops every deletion of the customer's data:
 each purge statement filters with `lifecycle_on_hold(customer_id)`. Releasing a hold
-sets `released_on` to the run's date; the next purge run deletes whatever is due by then.
+sets `released_on` to the run's date; the next purge run deletes whatever is due by then,
+and the release of a customer's last hold deletes at once the PBX/SIP configuration whose
+deletion its offboarding deferred.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from telco_lifecycle.customers import require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
+from telco_lifecycle.rules import offboarding
 from telco_lifecycle.settings import read_sql
 
 
@@ -60,8 +63,13 @@ def apply(conn, request: HoldRequest, run: audit.RunContext) -> dict:
         events[-1]["ledger"] = {"case_reference": request.case_reference}  # for a restore to place it again
     audit.emit(events)
     verb = "placed" if request.action == "place" else "released"
-    return _outcome(request, hold_id, False, f"legal hold {request.case_reference} {verb} for customer "
-                    f"{request.customer_id} on {request.run_date}")
+    message = f"legal hold {request.case_reference} {verb} for customer {request.customer_id} on {request.run_date}"
+    if request.action == "release":  # the last hold gone: the PBX/SIP deletion offboarding deferred
+        completed = offboarding.complete_deferred(conn, request.run_date, run, request.customer_id)
+        if completed["customers"]:
+            message += "; deferred PBX/SIP deletion done: " + ", ".join(
+                f"{n} {t}" for t, n in completed["deleted"].items())
+    return _outcome(request, hold_id, False, message)
 
 
 def _outcome(request: HoldRequest, hold_id: int, no_op: bool, message: str) -> dict:

@@ -2,7 +2,11 @@
 
 The relationship end date is set and the configuration deleted in one transaction
 together with their audit rows; the legal hold is checked under the customer's row
-lock and again in every statement, so a hold placed meanwhile still wins.
+lock and again in every statement, so a hold placed meanwhile still wins. Under a
+legal hold in force the end is recorded all the same (the 118 export and the status
+see an ended customer) and the deletion is deferred, with an audit row saying so;
+`complete_deferred` deletes it once no hold is in force any more: the release of the
+last hold does it, and at the latest the next daily run (crm_retention).
 """
 
 from __future__ import annotations
@@ -32,10 +36,6 @@ class OffboardingRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
 
-class LegalHoldInForce(OffboardingRefused):
-    pass
-
-
 @dataclasses.dataclass(frozen=True)
 class OffboardingRequest:
     customer_id: int
@@ -55,12 +55,6 @@ def check_request(cur, request: OffboardingRequest) -> dict:
     if request.reason and request.reason not in REASONS:
         raise OffboardingRefused(f"reason must be one of {sorted(REASONS)}; nothing was changed")
     state = require_customer(cur, request.customer_id, lock=True)
-    cases = holds_in_force(cur, request.customer_id)
-    if cases:
-        raise LegalHoldInForce(
-            f"customer {request.customer_id} is under legal hold (case {', '.join(cases)}): "
-            "offboarding deletes data, so nothing was changed; release the hold first"
-        )
     if request.end_date > request.run_date:
         raise OffboardingRefused(
             f"relationship_end {request.end_date} is after the run's date {request.run_date}: "
@@ -84,11 +78,12 @@ def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
     events = []
     with transaction(conn) as cur:
         state = check_request(cur, request)
+        cases = holds_in_force(cur, request.customer_id)
         rows_before = row_counts(cur, policy, request.customer_id)
         already_ended = state["relationship_ended_on"]
         end_date = already_ended or request.end_date
         removed = {}
-        for item in rule.data:
+        for item in rule.data if not cases else ():
             where = f"{item.subject_filter()} AND NOT lifecycle_on_hold(%(customer_id)s)"
             if request.dry_run:
                 cur.execute(f"SELECT count(*) FROM {item.table} WHERE {where}", {"customer_id": request.customer_id})
@@ -100,37 +95,87 @@ def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
             if not request.dry_run:
                 cur.execute(
                     "UPDATE customers SET relationship_ended_on = %(end)s WHERE customer_id = %(customer_id)s"
-                    " AND relationship_ended_on IS NULL AND NOT lifecycle_on_hold(%(customer_id)s)",
+                    " AND relationship_ended_on IS NULL",
                     {"end": end_date, "customer_id": request.customer_id},
                 )
             events.append(audit.record(cur, audit.Action(
                 "end_relationship", "offboarding", request.customer_id, "customers", 1, request.run_date,
                 request.dry_run, {"relationship_ended_on": end_date.isoformat()}), run))
+        kept = {item.table: rows_before[item.table] for item in rule.data}
+        if cases and any(kept.values()) and already_ended is None:  # recorded once, by the offboarding
+            cur.execute("SELECT array_agg(legal_hold_id ORDER BY placed_on) FROM legal_holds"
+                        " WHERE customer_id = %s AND released_on IS NULL", (request.customer_id,))
+            hold_ids = cur.fetchone()[0]  # the trail names holds by id, never by case reference
+            events.append(audit.record(cur, audit.Action(
+                "defer_deletion", RULE, request.customer_id, None, sum(kept.values()), request.run_date,
+                request.dry_run, {"legal_hold_ids": hold_ids, "kept": kept}), run))
         for table, count in removed.items():
             if already_ended is None or count:
                 events.append(audit.record(cur, audit.Action(
                     "delete", RULE, request.customer_id, table, count, request.run_date, request.dry_run), run))
     audit.emit(events)
+    deferred = bool(cases) and any(kept.values())
     no_op = already_ended is not None and not any(removed.values())
     return {
         "customer_id": request.customer_id,
         "relationship_ended_on": end_date.isoformat(),
         "dry_run": request.dry_run,
         "no_op": no_op,
+        "deferred": deferred,
+        "case_references": cases,
         "message": (
             f"customer {request.customer_id} was already offboarded (relationship ended {already_ended}); nothing to do"
             if no_op else
+            f"customer {request.customer_id}: relationship ended {end_date}; under legal hold (case"
+            f" {', '.join(cases)}): the deletion of " + ", ".join(f"{n} {t}" for t, n in kept.items())
+            + " is deferred until the last hold is released" if deferred else
             f"customer {request.customer_id}: {'would delete' if request.dry_run else 'deleted'} "
             + ", ".join(f"{n} {t}" for t, n in removed.items())
         ),
-        "deleted": removed,
+        "deleted": {item.table: removed.get(item.table, 0) for item in rule.data},
         "rows_before": rows_before,
         "audit_ids": [e["audit_id"] for e in events],
     }
 
 
+def complete_deferred(conn, run_date: dt.date, run: audit.RunContext, customer_id: int | None = None) -> dict:
+    """Delete the PBX/SIP configuration of every ended customer (or of `customer_id`) under
+    no hold in force any more: the deletions offboarding deferred. One transaction, one
+    set-based statement per table, one audit row per customer and table."""
+    rule = load_policy().rule(RULE)
+    among = "c.customer_id = %(customer_id)s AND " if customer_id is not None else ""
+    owners = (f"IN (SELECT c.customer_id FROM customers c WHERE {among}c.relationship_ended_on <= %(run_date)s"
+              " AND NOT lifecycle_on_hold(c.customer_id))")
+    params = {"customer_id": customer_id, "run_date": run_date}
+    removed, events = {}, []
+    with transaction(conn) as cur:
+        for item in rule.data:
+            written = audit.record_per_customer(
+                cur, f"DELETE FROM {item.table} t WHERE t.{item.subject.column} {owners}", f"t.{item.subject.column}",
+                params, audit.Action("delete", RULE, None, item.table, 0, run_date, False,
+                                     {"deferred": True}), run)
+            removed[item.table] = sum(event["row_count"] for event in written)
+            events += written
+    audit.emit(events)
+    return {"deleted": removed, "customers": len({event["customer_id"] for event in events})}
+
+
+def deferred_count(conn) -> int:
+    """Ended customers whose PBX/SIP deletion waits for a legal hold (the status page)."""
+    rule = load_policy().rule(RULE)
+    held = " OR ".join(f"EXISTS (SELECT 1 FROM {item.table} t WHERE t.{item.subject.column} = c.customer_id)"
+                       for item in rule.data)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM customers c WHERE c.relationship_ended_on IS NOT NULL"
+                    f" AND lifecycle_on_hold(c.customer_id) AND ({held})")
+        count = cur.fetchone()[0]
+    conn.rollback()
+    return count
+
+
 def verification_checks(customer_id: int, rows_before: dict[str, int], dry_run: bool):
-    """GX checks: the configuration is gone (unless a dry run) and nothing else was touched."""
+    """GX checks: the configuration is gone (unless a dry run or deferred under a legal hold,
+    `dry_run` then) and nothing else was touched."""
     from telco_lifecycle.evidence.verification import Check
 
     policy = load_policy()

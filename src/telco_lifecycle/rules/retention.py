@@ -53,9 +53,16 @@ class Scope:
                   # Relationship ends on or before this day may be due (see customer_clock).
                   "ended_by": add_years(self.as_of, -self.rule.period_years) + dt.timedelta(days=1)}
         if self.rule.clock == "fiscal_year_end":
-            fiscal_year = self.due_fiscal_year()
-            next_day = self.policy.fiscal_year_end_date(fiscal_year) + dt.timedelta(days=1)
-            params.update(due_fiscal_year=fiscal_year,
+            # The last fiscal-year end whose material is due (Rule.deadline of it <= as_of;
+            # a year end is never 29 February), the first instant after it, the latest
+            # fiscal-year name that is due: a row is due when its own date is on or
+            # before due_end (and a stored fiscal year is at most due_fiscal_year).
+            due_end = self.policy.latest_year_end(add_years(self.as_of - dt.timedelta(days=1),
+                                                            -self.rule.period_years))
+            if due_end is None:  # before the policy's first fiscal-year end: nothing is due
+                raise ValueError(f"no fiscal year has ended by {self.as_of}")
+            next_day = due_end + dt.timedelta(days=1)
+            params.update(due_end=due_end, due_fiscal_year=self.due_fiscal_year(),
                           fiscal_cutoff=dt.datetime.combine(next_day, dt.time(), ZoneInfo(TIMEZONE)))
         return params
 
@@ -73,9 +80,26 @@ class Scope:
             # relationship_ended_on finds the candidates and the planner knows how many
             # there are (a day of slack: 29 February + 1 year = 28 February); the second
             # is the rule itself.
-            return (f"{customer}.relationship_ended_on <= %(ended_by)s AND {customer}.relationship_ended_on"
-                    " + make_interval(years => %(period_years)s) <= %(as_of)s")
+            clock = self.ended(f"{customer}.relationship_ended_on")
+            # rows on their own clock (few): one uncorrelated, hashed lookup through their index
+            own = [f"{customer}.customer_id IN (SELECT o.{item.subject.column} FROM {item.table} o"
+                   f" WHERE {self.ended(f'o.{item.own_clock}')})" for item in self.rule.data if item.own_clock]
+            return f"({' OR '.join([clock, *own])})" if own else clock
         return "TRUE"  # fiscal-year clocks date each row, see due_rows
+
+    def ended(self, end: str) -> str:
+        """The relationship end `end` (a date expression) is past the rule's period."""
+        return f"({end} <= %(ended_by)s AND {end} + make_interval(years => %(period_years)s) <= %(as_of)s)"
+
+    def row_clock(self, item: DataItem, owner: str) -> str:
+        """In a rule with rows on their own clock (`own_clock`, a returned customer's earlier
+        contracts), each row's clock: its own end, else its customer's (`owner`)."""
+        customer = (f"EXISTS (SELECT 1 FROM customers w WHERE w.customer_id = {owner}"
+                    f" AND {self.ended('w.relationship_ended_on')})")
+        if not item.own_clock:
+            return customer
+        own = f"t.{item.own_clock}"
+        return f"(CASE WHEN {own} IS NOT NULL THEN {self.ended(own)} ELSE {customer} END)"
 
     def rows(self, item: DataItem, owners: str) -> tuple[str, str, str]:
         """The due rows of `item.table` (alias `t`) whose customer satisfies `<owner>
@@ -90,11 +114,29 @@ class Scope:
             joined, owner = "", f"t.{column}"
             condition = f"{owner} {owners}"
         if item.dated_by:
-            condition += f" AND ({_dated(item)})"
+            condition += f" AND {_own_date_due(item, 't')}"
+        if item.fiscal_year_label:
+            condition += f" AND t.{item.fiscal_year_label} <= %(due_fiscal_year)s"
+        if item.unit_key:
+            condition += f" AND NOT {self.unit_open(f't.{item.unit_key}')}"
+        if any(i.own_clock for i in self.rule.data):
+            condition += f" AND {self.row_clock(item, owner)}"
         if item.action == "anonymise":
             remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
             condition += f" AND ({' OR '.join(remaining)})"
         return joined, condition, owner
+
+    def unit_open(self, key: str) -> str:
+        """The accounting unit `key` (an invoice id; NULL: no unit) has a row not yet due:
+        then none of its rows is (one index lookup per table of the unit)."""
+        members = []
+        for item in self.rule.data:
+            if item.unit_key:
+                not_due = f"{_own_date_due(item, 'u')}" + (
+                    f" AND u.{item.fiscal_year_label} <= %(due_fiscal_year)s" if item.fiscal_year_label else "")
+                members.append(f"EXISTS (SELECT 1 FROM {item.table} u WHERE u.{item.unit_key} = {key}"
+                               f" AND NOT ({not_due}))")
+        return "(" + " OR ".join(members) + ")" if members else "FALSE"
 
     def exists_due(self, item: DataItem, customer: str = "c.customer_id") -> str:
         joined, condition, _ = self.rows(item, f"= {customer}")
@@ -125,13 +167,12 @@ class Scope:
                 f" WHERE {condition}"), owner
 
 
-def _dated(item: DataItem) -> str:
-    """`item`'s rows of a due fiscal year (dated by its own column, alias `t`, or by the
-    table it reaches its customer through, alias `v`)."""
-    column = f"{'v' if item.dated_via_subject else 't'}.{item.date_column}"
-    if column.endswith(".fiscal_year"):
-        return f"{column} <= %(due_fiscal_year)s"
-    return f"{column} < %(fiscal_cutoff)s"  # a timestamp: its Copenhagen date's fiscal year
+def _own_date_due(item: DataItem, row: str) -> str:
+    """The row (alias `row`) is due by its own date: a date column on or before the last
+    due fiscal-year end, a timestamp (`*_at`) before the first instant after it (Copenhagen)."""
+    if item.date_column.endswith("_at"):
+        return f"{row}.{item.date_column} < %(fiscal_cutoff)s"
+    return f"{row}.{item.date_column} <= %(due_end)s"
 
 
 def scope(rule_id: str, as_of: dt.date, policy: Policy | None = None) -> Scope:
@@ -149,6 +190,28 @@ def check_as_of(as_of: dt.date, run_date: dt.date) -> None:
             "data before it is due; nothing was changed (give the run a logical date instead)")
 
 
+def check_year_ends(cur, s: Scope) -> None:
+    """Refuse a fiscal-year end that changed since the rule's last removal unless the policy
+    records the old one (`earlier_fiscal_year_ends`): both must be honoured."""
+    if s.rule.clock != "fiscal_year_end":
+        return
+    cur.execute("SELECT details->'fiscal_year_ends' FROM lifecycle_audit WHERE rule = %(rule)s"
+                " AND details ? 'fiscal_year_ends' ORDER BY audit_id DESC LIMIT 1", s.params)
+    row = cur.fetchone()
+    recorded, now = (row[0] if row else None), s.policy.year_ends_record()
+    if recorded and (recorded[:-1] != now[:len(recorded) - 1] or len(now) < len(recorded)
+                     or now[len(recorded) - 1][0] != recorded[-1][0]):
+        raise RetentionRefused(
+            f"the policy's fiscal-year ends {now} do not continue those of the last {s.rule.id} run {recorded}:"
+            " a changed year end must keep the old one in earlier_fiscal_year_ends (with the last day a year"
+            " ended on it); nothing was changed")
+
+
+def year_ends_details(s: Scope) -> dict:
+    """What a fiscal-year rule's audit rows record of the year ends they applied."""
+    return {"fiscal_year_ends": s.policy.year_ends_record()} if s.rule.clock == "fiscal_year_end" else {}
+
+
 def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> dict:
     """What the rule would remove at `as_of` (exact counts per table; read only). Refused
     on a database restored from a backup (behind the deletion ledger)."""
@@ -157,6 +220,7 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
     params = s.params
     due = {}
     with transaction(conn) as cur:
+        check_year_ends(cur, s)
         every_customer = s.releasable(batch=False)
         for item in s.rule.data:
             joined, condition, _ = s.rows(item, every_customer)
@@ -166,18 +230,30 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
         cur.execute(f"SELECT count(*), count(*) FILTER (WHERE on_hold) FROM ({s.due_customers_sql()}) d(id, on_hold)",
                     params)
         customers, held = cur.fetchone()
-        partitions = _expired_partitions(cur, s, params)
+        partitions = [month[0] for month in _expired_partitions(cur, s, params)]
     conn.rollback()
     return {"rule": s.rule.id, "as_of": as_of.isoformat(), "due": due, "customers": customers - held,
             "held_customers": held, "partitions": partitions,
             "anything_due": bool(sum(due.values()) or partitions)}
 
 
-def _expired_partitions(cur, s: Scope, params: dict) -> list[str]:
+def _expired_partitions(cur, s: Scope, params: dict) -> list[tuple]:
+    """The CDR months (name, start, end) wholly expired at `as_of`: every row due by its own date, and none
+    billed on an invoice whose unit is kept (such a month waits for it; its due rows go
+    with their customers meanwhile)."""
     if "cdrs" not in s.rule.tables or "fiscal_cutoff" not in params:
         return []
     cur.execute(read_sql("retention/expired_cdr_partitions.sql"), params)
-    return [row[0] for row in cur.fetchall()]
+    return [month for month in cur.fetchall() if not _billed_on_kept_unit(cur, s, params, *month)]
+
+
+def _billed_on_kept_unit(cur, s: Scope, params: dict, name: str, start: dt.datetime, end: dt.datetime) -> bool:
+    """Does a CDR of the month `name` [start, end) belong to an accounting unit not yet due?
+    (each invoice the month's CDRs are billed on is looked at once)."""
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT invoice_id FROM cdrs WHERE started_at >= %(start)s"
+                f" AND started_at < %(end)s AND invoice_id IS NOT NULL) b WHERE {s.unit_open('b.invoice_id')})",
+                {**params, "start": start, "end": end})
+    return cur.fetchone()[0]
 
 
 def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bool = False,
@@ -196,8 +272,9 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
         refuse_if_restored(conn, f"the purge of rule {s.rule.id}")
         removed = {item.table: 0 for item in s.rule.data}
         with transaction(conn) as cur:
+            check_year_ends(cur, s)
             expired = _expired_partitions(cur, s, s.params)
-        dropped = [_drop_partition(conn, s, name, run) for name in expired]
+        dropped = [done for done in (_drop_partition(conn, s, month, run) for month in expired) if done]
         for result in dropped:
             removed["cdrs"] += result["rows"]
         skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
@@ -227,8 +304,9 @@ def drop_partition_again(conn, rule_id: str, as_of: dt.date, partition: str, run
     s = scope(rule_id, as_of)
     with run_lock(conn, f"purge:{s.rule.id}"):
         with transaction(conn) as cur:
-            expired = _expired_partitions(cur, s, s.params)
-        return _drop_partition(conn, s, partition, run)["rows"] if partition in expired else 0
+            month = next((m for m in _expired_partitions(cur, s, s.params) if m[0] == partition), None)
+        dropped = _drop_partition(conn, s, month, run) if month else None
+        return dropped["rows"] if dropped else 0
 
 
 def describe_counts(per_table: dict[str, int]) -> str:
@@ -242,17 +320,23 @@ def _record_dry_run(conn, s: Scope, planned: dict, run: audit.RunContext) -> Non
         for item in s.rule.data:
             events.append(audit.record(cur, audit.Action(
                 item.action, s.rule.id, None, item.table, planned["due"][item.table], s.as_of, True,
-                {"partitions": planned["partitions"]} if item.table == "cdrs" and planned["partitions"] else {}), run))
+                {**year_ends_details(s), **({"partitions": planned["partitions"]}
+                                            if item.table == "cdrs" and planned["partitions"] else {})}), run))
     audit.emit(events)
 
 
-def _drop_partition(conn, s: Scope, name: str, run: audit.RunContext) -> dict:
-    """Drop one wholly expired CDR month (held rows kept) with its audit row, in one transaction."""
+def _drop_partition(conn, s: Scope, month: tuple, run: audit.RunContext) -> dict | None:
+    """Drop one wholly expired CDR month (held rows kept) with its audit row, in one
+    transaction; None when it is no longer wholly expired."""
+    name = month[0]
     with transaction(conn) as cur:
+        if _billed_on_kept_unit(cur, s, s.params, *month):  # a payment or CDR arrived meanwhile
+            return None
         cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
         total, kept = cur.fetchone()
+        details = {"partition": name, "kept_for_legal_hold": kept, **year_ends_details(s)}
         event = audit.record(cur, audit.Action("drop_partition", s.rule.id, None, "cdrs", total - kept, s.as_of,
-                                               False, {"partition": name, "kept_for_legal_hold": kept}), run)
+                                               False, details), run)
     audit.emit([event])
     return {"partition": name, "rows": total - kept, "kept_for_legal_hold": kept}
 
@@ -303,7 +387,7 @@ def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext,
         for item in s.rule.data:
             change, owner = s.change(item, s.releasable())
             written = audit.record_per_customer(cur, change, owner, params, audit.Action(
-                item.action, s.rule.id, None, item.table, 0, s.as_of), run)
+                item.action, s.rule.id, None, item.table, 0, s.as_of, False, year_ends_details(s)), run)
             removed[item.table] += sum(event["row_count"] for event in written)
             events += written
     audit.emit(events)

@@ -7,6 +7,7 @@ import datetime as dt
 import re
 
 from telco_lifecycle.policy import Policy, Rule
+from telco_lifecycle.rules.offboarding import deferred_count
 from telco_lifecycle.rules.retention import Scope
 from telco_lifecycle.settings import read_sql
 
@@ -29,8 +30,10 @@ def rule_counts(conn, rule: Rule, as_of: dt.date, policy: Policy, window_days: i
 
 
 def holds_in_force(conn) -> dict[str, int]:
+    """Holds in force, the customers they protect, and the ended ones among them whose
+    PBX/SIP deletion waits for the release (offboarding deferred it)."""
     with conn.cursor() as cur:
         cur.execute(read_sql("status/holds_in_force.sql"))
         holds, customers = cur.fetchone()
     conn.rollback()
-    return {"holds": holds, "customers": customers}
+    return {"holds": holds, "customers": customers, "deferred_offboarding": deferred_count(conn)}

@@ -1,9 +1,12 @@
 """Right of access: everything the database holds about one customer, category by
 category as the policy defines them, as a JSON file and a readable HTML report.
 
-For each category (a rule of the policy): its data, its legal basis, the rule, and
-when it will be deleted ("while the relationship lasts" for an active customer's
-relationship-clock data; per fiscal year for accounting material). Rows are read
+For each category (a rule of the policy): its data, its legal basis, the rule in
+words, whom the policy says it is passed to (the policy's `recipients`), and when it
+will be deleted: the rule in words for an active customer's relationship-clock data,
+the date once the relationship has ended, per fiscal year for accounting material (by
+the accounting units, as verification computes them), and "kept under a legal hold"
+while one is in force. Rows are read
 through a server-side cursor and streamed to both files in chunks, so memory does
 not grow with the customer's data; tables the policy marks with `summary_by` (the
 call detail records) are summarised in the HTML report (count and period per kind)
@@ -29,16 +32,17 @@ import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.customers import require_customer
+from telco_lifecycle.customers import holds_in_force, require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.evidence import audit
+from telco_lifecycle.evidence.retention_checks import unit_ends, unit_year_end
 from telco_lifecycle.policy import Bilingual, DataItem, Policy, Rule, load_policy
 from telco_lifecycle.report_files import ReportFile, private_dir, report_folder, write_report
 from telco_lifecycle.settings import TIMEZONE
 
 CHUNK_ROWS = 2000  # rows fetched per round trip of the server-side cursor
 CELL_CHARS = 300  # longer values are shortened in the HTML report (the JSON file has them whole)
-WHILE_ACTIVE = Bilingual(en="while the relationship lasts", da="så længe kundeforholdet består")
+KEPT_UNDER_HOLD = Bilingual(en="kept under a legal hold", da="opbevares på grund af et retligt pålæg (legal hold)")
 LANGUAGES = ("da", "en")
 LOCAL_TZ = ZoneInfo(TIMEZONE)
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
@@ -61,6 +65,8 @@ WORDS = {
            "due": "Skulle slettes den {day}; opbevares fortsat, mens et retligt krav (retstvist) gælder,"
                   " ellers slettes de ved næste daglige kørsel.",
            "fiscal": "Materiale fra regnskabsåret {year}: ", "years": "{n} år",
+           "held": "Opbevares, så længe et retligt pålæg (legal hold) gælder; slettes ikke, før det er ophævet.",
+           "retention": "Regel", "recipients": "Videregives til", "nobody": "Ingen.",
            "erasable": "Kan slettes på anmodning.",
            "erasable_after": "Kan slettes på anmodning (mens kundeforholdet består kun delvis eller ikke)."},
     "en": {"title": "Data held about customer {customer}", "as_of": "As of {as_of}.", "active": "active",
@@ -79,6 +85,8 @@ WORDS = {
            "due": "Due for deletion on {day}; still held while a legal hold applies, otherwise deleted by the"
                   " next daily run.",
            "fiscal": "Material of fiscal year {year}: ", "years": "{n} year(s)",
+           "held": "Kept under a legal hold; not deleted until it is released.",
+           "retention": "Rule", "recipients": "Passed to", "nobody": "Nobody.",
            "erasable": "Can be erased on request.",
            "erasable_after": "Can be erased on request (while the relationship lasts only in part or not at all)."},
 }
@@ -119,44 +127,43 @@ def file_stem(customer_id: int, run_id: str) -> str:
     return f"customer_{customer_id}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
-def deletion_schedule(policy: Policy, rule: Rule, ended_on: dt.date | None,
-                      fiscal_years: tuple[int, int] | None) -> list[dict]:
-    """When the category's data is deleted: one entry, or one per fiscal year held."""
+def deletion_schedule(policy: Policy, rule: Rule, ended_on: dt.date | None, year_ends: list[dt.date],
+                      held: bool) -> list[dict]:
+    """When the category's data is deleted: under a legal hold in force, not while it
+    lasts; for a relationship clock the rule in words while the relationship lasts, the
+    date once it has ended; for accounting one entry per fiscal year the customer's rows
+    are kept for (accounting units: see policy.DataItem.unit_key)."""
+    if held:
+        return [{"when": KEPT_UNDER_HOLD.model_dump(), "deleted_on": None, "legal_hold": True}]
     if rule.clock == "relationship_end":
         if ended_on is None:
-            return [{"when": WHILE_ACTIVE.model_dump(), "deleted_on": None}]
+            return [{"when": rule.in_words().model_dump(), "deleted_on": None}]
         due = rule.deadline(ended_on)
         return [{"when": {"en": f"on {due}", "da": f"den {due}"}, "deleted_on": due.isoformat()}]
-    if fiscal_years is None:
-        return []
     schedule = []
-    for year in range(fiscal_years[0], fiscal_years[1] + 1):
-        due = rule.deadline(policy.fiscal_year_end_date(year))
-        schedule.append({"when": {"en": f"material of fiscal year {year}: on {due}",
-                                  "da": f"materiale fra regnskabsåret {year}: den {due}"},
-                         "fiscal_year": year, "deleted_on": due.isoformat()})
+    for end in year_ends:
+        due = rule.deadline(end)
+        schedule.append({"when": {"en": f"material of fiscal year {end.year} (ended {end}): on {due}",
+                                  "da": f"materiale fra regnskabsåret {end.year} (sluttede {end}): den {due}"},
+                         "fiscal_year": end.year, "fiscal_year_ended_on": end.isoformat(),
+                         "deleted_on": due.isoformat()})
     return schedule
 
 
-def _fiscal_years(cur, policy: Policy, item: DataItem, customer_id: int) -> tuple[int, int] | None:
-    """The first and last fiscal year of the customer's rows of a fiscal-year dated item."""
-    column = item.date_column
-    if item.dated_via_subject:
-        via, key = item.subject.via, item.subject.column
-        cur.execute(f"SELECT min(v.{column}), max(v.{column}) FROM {via} v WHERE v.{key} IN"
-                    f" (SELECT {key} FROM {item.table} WHERE {item.subject_filter()})", {"customer_id": customer_id})
-    elif column == "fiscal_year":
-        cur.execute(f"SELECT min({column}), max({column}) FROM {item.table} WHERE {item.subject_filter()}",
-                    {"customer_id": customer_id})
-    else:  # a timestamp: its Copenhagen date (the session's time zone) decides the fiscal year
-        cur.execute(f"SELECT min({column})::date, max({column})::date FROM {item.table}"
-                    f" WHERE {item.subject_filter()}", {"customer_id": customer_id})
-    low, high = cur.fetchone()
-    if low is None:
-        return None
-    if isinstance(low, dt.date):
-        low, high = policy.fiscal_year_of(low), policy.fiscal_year_of(high)
-    return low, high
+def _year_ends(cur, policy: Policy, rule: Rule, customer_id: int) -> list[dt.date]:
+    """The fiscal-year ends the customer's rows of a fiscal-year rule are kept for: per row
+    its own, or its accounting unit's latest (the definitions verification uses, over the
+    customer's rows only)."""
+    mine = " UNION ".join(f"SELECT {i.unit_key} FROM {i.table} WHERE {i.subject_filter()}"
+                          for i in rule.data if i.unit_key)
+    ends = []
+    for item in rule.data:
+        units = f" LEFT JOIN {unit_ends(policy, rule, mine)} ue ON ue.unit = t.{item.unit_key}" if item.unit_key else ""
+        ends.append(f"SELECT {unit_year_end(policy, rule, item)} FROM {item.table} t{units}"
+                    f" WHERE {item.subject_filter()}")
+    cur.execute(f"SELECT DISTINCT e FROM ({' UNION '.join(ends)}) u(e) WHERE e IS NOT NULL ORDER BY e",
+                {"customer_id": customer_id})
+    return [row[0] for row in cur.fetchall()]
 
 
 def _order_by(item: DataItem) -> str:
@@ -179,14 +186,14 @@ def export(conn, customer_id: int, requested_by: str, as_of: dt.date, run: audit
         with transaction(conn) as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # one consistent snapshot
             ended_on = require_customer(cur, customer_id)["relationship_ended_on"]
+            if ended_on is not None and ended_on > as_of:
+                ended_on = None  # ends later: the relationship lasts at as_of
+            on_hold = bool(holds_in_force(cur, customer_id))
             _write_head(json_out, report, customer_id, as_of, ended_on)
             for index, rule in enumerate(policy.rules):
-                years = None
-                if rule.clock == "fiscal_year_end":
-                    spans = [s for s in (_fiscal_years(cur, policy, i, customer_id) for i in rule.data) if s]
-                    years = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
-                schedule = deletion_schedule(policy, rule, ended_on, years)
-                _write_category(json_out, report, rule, schedule, first=index == 0)
+                year_ends = _year_ends(cur, policy, rule, customer_id) if rule.clock == "fiscal_year_end" else []
+                schedule = deletion_schedule(policy, rule, ended_on, year_ends, on_hold)
+                _write_category(json_out, report, policy, rule, schedule, first=index == 0)
                 held = 0
                 for position, item in enumerate(rule.data):
                     counts[item.table], holding = _write_table(conn, cur, json_out, report, item, customer_id,
@@ -370,25 +377,35 @@ def _write_head(json_out: ReportFile, report: _Report, customer_id: int, as_of: 
         f" {report.say('intro')}</p>")
 
 
-def _write_category(json_out: ReportFile, report: _Report, rule: Rule, schedule: list[dict], first: bool) -> None:
+def _write_category(json_out: ReportFile, report: _Report, policy: Policy, rule: Rule, schedule: list[dict],
+                    first: bool) -> None:
     erasure = (rule.erasure.exempt_reason.model_dump() if not rule.erasure.on_request else
                {"en": "Can be erased on request" + ("" if rule.erasure.while_active is True else
                                                     " (while the relationship lasts only in part or not at all)"),
                 "da": "Kan slettes på anmodning" + ("" if rule.erasure.while_active is True else
                                                     " (mens kundeforholdet består kun delvis eller ikke)")})
+    recipients = [{"id": r.id, **r.name.model_dump()} for r in policy.recipients_of(rule.id)]
     head = {"rule": rule.id, "category": rule.category.model_dump(), "legal_basis": rule.legal_basis.model_dump(),
-            "erasure_on_request": erasure, "deletion": schedule}
+            "retention": rule.in_words().model_dump(), "erasure_on_request": erasure, "deletion": schedule,
+            "recipients": recipients}
     json_out.write(("" if first else ",") + "\n" + json.dumps(head, ensure_ascii=False)[:-1] + ', "tables": [')
     report.write(
         f"<section><h2>{report.pick(rule.category)}</h2>"
         f"<p><b>{report.say('legal_basis')}:</b> {report.pick(rule.legal_basis)}</p>"
-        f"<p><b>{report.say('erasure')}:</b> {report.pick(erasure)}</p>")
+        f"<p><b>{report.say('retention')}:</b> {report.pick(rule.in_words())}</p>"
+        f"<p><b>{report.say('erasure')}:</b> {report.pick(erasure)}</p>"
+        f"<p><b>{report.say('recipients')}:</b></p><ul>"
+        + ("".join(f"<li>{report.pick(r)}</li>" for r in recipients) or f"<li>{report.say('nobody')}</li>")
+        + "</ul>")
 
 
 def _write_deletion(report: _Report, rule: Rule, schedule: list[dict], held: int, as_of: dt.date) -> None:
     """Whether the category's data will be deleted and when, or was (written after its rows are counted)."""
     lines = []
     for entry in schedule:
+        if entry.get("legal_hold"):
+            lines.append(report.say("held"))
+            continue
         if entry["deleted_on"] is None:  # an active customer: the clock has not started
             period = report.words["years"].format(n=rule.period_years)
             lines.append(report.say("kept_active", period=period) if rule.period_years

@@ -1,5 +1,6 @@
-"""The daily file for the 118 directory service: the main numbers of active customers
-that have not opted out, never a mobile number, never an ended customer.
+"""The daily file for the 118 directory service, honouring the customers' wishes: the
+numbers of active customers that have not opted out as a company, that are the main
+number or opted in, and that have not opted out themselves; never an ended customer.
 
 The export query's result set is verified with Great Expectations (a GX query asset)
 against the source tables before the file is written; a failing check writes nothing.
@@ -41,11 +42,19 @@ def verification_checks(query: str, as_of: dt.date):
         return Check(name, RULE, "directory_118_export", offending, query=query)
 
     return [
-        check("only main numbers, never a mobile or other number",
+        check("only main numbers and numbers opted in",
               "SELECT e.number FROM {batch} e LEFT JOIN phone_numbers p ON p.number = e.number"
-              " WHERE p.kind IS DISTINCT FROM 'main'"),
+              " WHERE p.kind IS DISTINCT FROM 'main' AND p.directory_opt_in IS NOT TRUE"),
         check("no number that opted out of the directory",
               "SELECT e.number FROM {batch} e JOIN phone_numbers p ON p.number = e.number WHERE p.directory_opt_out"),
+        check("no number of a company that opted out of the directory",
+              "SELECT e.number FROM {batch} e JOIN phone_numbers p ON p.number = e.number"
+              " JOIN customers c ON c.customer_id = p.customer_id WHERE c.directory_opt_out"),
+        check("every number the customers' wishes list is listed",
+              "SELECT p.number FROM phone_numbers p JOIN customers c ON c.customer_id = p.customer_id"
+              " WHERE (p.kind = 'main' OR p.directory_opt_in) AND p.directory_opt_out IS NOT TRUE"
+              f" AND c.directory_opt_out IS NOT TRUE AND (c.relationship_ended_on IS NULL"
+              f" OR c.relationship_ended_on > {day}) AND p.number NOT IN (SELECT number FROM {{batch}} e)"),
         check("no customer whose relationship has ended",
               "SELECT e.number FROM {batch} e JOIN phone_numbers p ON p.number = e.number"
               f" JOIN customers c ON c.customer_id = p.customer_id WHERE c.relationship_ended_on <= {day}"),

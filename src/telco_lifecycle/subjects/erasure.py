@@ -275,7 +275,7 @@ def write_statement(planned: dict, result: dict, verification: list[dict], reque
         "customer_id": planned["customer_id"], "erased_on": planned["as_of"], "requested_by": requested_by,
         "dry_run": result["dry_run"], "relationship": "active" if planned["active"] else "ended",
         "approval": result["approval"], "erased": erased, "kept": kept,
-        "files_removed": {kind: {"files": n, "description": policy.report_folder(kind).description.model_dump()}
+        "files_removed": {kind: {"files": n, "description": _folder_description(policy, kind)}
                           for kind, n in result.get("files_removed", {}).items()},
         "verification": {"result": "passed" if all(v["success"] for v in verification) else "failed",
                          "checks": len(verification)},
@@ -324,3 +324,11 @@ def _statement_html(s: dict) -> str:
            or "<li>none were held</li>") + "</ul>"
         f"<h2>Verification</h2><p>Independent checks (Great Expectations) after the erasure:"
         f" <b>{s['verification']['result']}</b> ({s['verification']['checks']} checks).</p></body></html>\n")
+
+
+def _folder_description(policy: Policy, kind: str) -> dict[str, str]:
+    """What the files of a governed report folder are, in both languages."""
+    folder = policy.report_folder(kind)
+    if folder is None:
+        raise KeyError(f"{kind} is an exempt folder: erasure removes no files from it")
+    return folder.description.model_dump()

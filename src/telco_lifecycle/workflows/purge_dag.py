@@ -27,7 +27,7 @@ log = logging.getLogger("telco_lifecycle.rules.retention")
 
 SCHEDULE = "0 2 * * *"  # daily, 02:00 Copenhagen time
 # The steps, in every purge DAG's doc_md after the DAG file's own description of its rule.
-STEPS = """
+STEPS = """{deferred}
 - `plan_purge`: exact counts of what is due per table, customers under legal hold, a before
   snapshot{stops}
 - `purge_due`: in batches of customers, one transaction per batch with one audit row per
@@ -40,17 +40,24 @@ STEPS = """
 A re-run of the same date changes nothing; `max_active_runs=1` and an advisory lock keep two
 runs from purging at once.
 """
+DEFERRED_STEP = """
+- `complete_deferred_offboarding`: first deletes the PBX/SIP configuration of ended customers
+  whose offboarding deferred it for a legal hold released by now (the release run normally does
+  it at once); skipped in a dry run"""
 
 
-def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False):
+def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool = False,
+              completes_deferred_offboarding: bool = False):
     """A daily DAG applying one scheduled rule: plan (exact counts, the before snapshot)
     -> purge (dry-run capable) -> verify (the retention_verification checks of the rule
     plus the before/after checks). `acts_only_when_due`: the plan short-circuits the
-    run when nothing is due."""
+    run when nothing is due. `completes_deferred_offboarding`: first delete the PBX/SIP
+    configuration whose deletion offboarding deferred for a hold released by now."""
 
     @lifecycle_dag(
         dag_id, doc_md + STEPS.format(stops="; stops the run (short-circuit) when nothing is due"
-                                      if acts_only_when_due else ""),
+                                      if acts_only_when_due else "", deferred=DEFERRED_STEP
+                                      if completes_deferred_offboarding else ""),
         ["retention", rule_id],
         {"as_of": as_of_param(), "dry_run": dry_run_param("what is due, per table")},
         schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
@@ -112,5 +119,19 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         planned = plan_purge()
         # XComArgs resolve to the dicts at run time; mypy sees only XComArg (apache/airflow#39514).
         verify_retention(planned, purge_due(planned))  # type: ignore[arg-type]
+        if completes_deferred_offboarding:
+            complete_deferred_offboarding() >> planned
 
     return retention_dag()
+
+
+@task(retries=0)
+def complete_deferred_offboarding() -> dict:
+    """Deferred PBX/SIP deletions of ended customers under no hold any more (offboarding)."""
+    from telco_lifecycle.rules.offboarding import complete_deferred
+
+    context = get_current_context()
+    if context["params"]["dry_run"]:
+        return {"dry_run": True, "deleted": {}}
+    with telco_task(context) as conn:
+        return complete_deferred(conn, run_date(context), run_context(context))

@@ -216,7 +216,9 @@ def render_html(status: dict) -> str:
 <form method="get">As of <input type="date" name="as_of" value="{status['as_of']}"> <button>Show</button>
  <a href="{URL_PREFIX}/api/status?as_of={status['as_of']}">JSON</a></form>
 {headline}
-<p>Legal holds in force: <b>{holds['holds']}</b> (customers: {holds['customers']}).</p>
+<p>Legal holds in force: <b>{holds['holds']}</b> (customers: {holds['customers']}).
+ Ended customers whose PBX/SIP deletion a hold defers: <b>{holds['deferred_offboarding']}</b>
+ <span class="muted">(deleted when their last hold is released)</span>.</p>
 <table class=rules>
 <tr><th>rule</th><th>due today</th><th>overdue</th><th>due in the next {status['window_days']} days</th>
 <th>kept by a legal hold</th><th>last successful purge</th><th>last verification</th></tr>
