@@ -52,9 +52,9 @@ def build(telco, period: dict) -> dict:
 def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     personal = {row[0] for row in telco.rows(PERSONAL)}
     customer = active_customer_with_config(telco)
-    held = active_customer_with_config(telco, held=True)
+    unknown = telco.scalar("SELECT max(customer_id) + 1 FROM customers")
     assert run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test"})[0].state == "success"
-    refused, _ = run_dag("customer_offboarding", {"customer_id": held, "requested_by": "test"})
+    refused, _ = run_dag("customer_offboarding", {"customer_id": unknown, "requested_by": "test"})
     assert refused.state == "failed"
     for dag_id in RETENTION_DAGS:
         if (project_dir() / "dags" / f"{dag_id}.py").exists():
