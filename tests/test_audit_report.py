@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from test_offboarding_dag import active_customer_with_config
@@ -35,9 +36,10 @@ def task_logs(tmp_path, monkeypatch) -> Path:
 
 
 def today_period() -> dict:
-    today = dt.date.today()
-    return {"period_start": (today - dt.timedelta(days=1)).isoformat(),
-            "period_end": (today + dt.timedelta(days=1)).isoformat()}
+    """Yesterday and today in Copenhagen: the period of the runs the test makes now (never
+    after today: the date guard refuses that)."""
+    today = dt.datetime.now(ZoneInfo("Europe/Copenhagen")).date()
+    return {"period_start": (today - dt.timedelta(days=1)).isoformat(), "period_end": today.isoformat()}
 
 
 def build(telco, period: dict) -> dict:
