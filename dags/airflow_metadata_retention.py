@@ -17,10 +17,10 @@ period, and the task-log files last written before it, are removed.
 kept by `airflow db clean` whatever its age (the scheduler needs it).
 """
 
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, dry_run_param
+from telco_lifecycle.workflows.common import dry_run_param, lifecycle_dag, run_context, telco_task
 
 
 def _log_folder():
@@ -31,16 +31,11 @@ def _log_folder():
     return Path(conf.get("logging", "base_log_folder"))
 
 
-@dag(
-    dag_id="airflow_metadata_retention",
+@lifecycle_dag(
+    "airflow_metadata_retention", __doc__, ["retention", "airflow_metadata"],
+    {"dry_run": dry_run_param("the records and log files older than the period")},
     schedule=CronTriggerTimetable("45 3 * * *", timezone=TIMEZONE),
-    start_date=START_DATE,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS + ["retention", "airflow_metadata"],
-    default_args=DEFAULT_ARGS,
-    params={"dry_run": dry_run_param("the records and log files older than the period")},
 )
 def airflow_metadata_retention():
     @task(retries=0)
@@ -62,16 +57,13 @@ def airflow_metadata_retention():
         import datetime as dt
 
         from telco_lifecycle.workflows import airflow_metadata
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
+        context = get_current_context()
         before = dt.datetime.fromisoformat(cleaned["before"])
         logs = airflow_metadata.clean_task_logs(_log_folder(), before, cleaned["dry_run"])
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             event = airflow_metadata.record(conn, dt.date.fromisoformat(cleaned["run_date"]), before, cleaned["tables"],
-                                            logs, cleaned["dry_run"], run_context(get_current_context()))
-        finally:
-            conn.close()
+                                            logs, cleaned["dry_run"], run_context(context))
         return {**cleaned, "log_files": logs["files"], "log_bytes": logs["bytes"], "audit_id": event["audit_id"]}
 
     @task(retries=0)

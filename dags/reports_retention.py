@@ -16,42 +16,40 @@ deletion certificates are exempt (evidence).
 `dry_run` records what would go and removes nothing. A re-run removes nothing more.
 """
 
-from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import CronTriggerTimetable, get_current_context, task
 
 from telco_lifecycle.settings import TIMEZONE
-from telco_lifecycle.workflows.common import DEFAULT_ARGS, START_DATE, TAGS, as_of_param, dry_run_param
+from telco_lifecycle.workflows.common import (
+    as_of_date,
+    as_of_param,
+    dry_run_param,
+    lifecycle_dag,
+    lifecycle_task,
+    run_context,
+    run_date,
+    telco_task,
+)
 
 
-@dag(
-    dag_id="reports_retention",
+@lifecycle_dag(
+    "reports_retention", __doc__, ["retention", "report_files"],
+    {"as_of": as_of_param("The day the file rules are applied for"),
+     "dry_run": dry_run_param("the due files, per folder")},
     schedule=CronTriggerTimetable("30 3 * * *", timezone=TIMEZONE),
-    start_date=START_DATE,
-    catchup=False,
     max_active_runs=1,
-    doc_md=__doc__,
-    tags=TAGS + ["retention", "report_files"],
-    default_args=DEFAULT_ARGS,
-    params={
-        "as_of": as_of_param("The day the file rules are applied for"),
-        "dry_run": dry_run_param("the due files, per folder"),
-    },
 )
 def reports_retention():
     @task(retries=0)
     def plan_removal() -> dict:
         """Which files are due (counts and path digests only)."""
-        from telco_lifecycle.rules.retention import RetentionRefused, check_as_of
+        from telco_lifecycle.rules.retention import check_as_of
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.workflows.common import as_of_date, run_date
 
         context = get_current_context()
         as_of = as_of_date(context, context["params"])
-        try:
+        with lifecycle_task(context):
             check_as_of(as_of, run_date(context))
             planned = report_retention.plan(as_of)
-        except (RetentionRefused, report_retention.ReportsRefused) as refused:
-            raise AirflowFailException(str(refused)) from refused
         print(f"report files as of {as_of}: due {planned['due'] or 'none'} ({planned['due_bytes']} bytes)")
         return planned
 
@@ -61,15 +59,11 @@ def reports_retention():
         import datetime as dt
 
         from telco_lifecycle.subjects import report_retention
-        from telco_lifecycle.workflows.common import run_context, telco_connection
 
         context = get_current_context()
-        conn = telco_connection()
-        try:
+        with telco_task(context) as conn:
             return report_retention.remove_due(conn, dt.date.fromisoformat(planned["as_of"]), run_context(context),
                                                dry_run=bool(context["params"]["dry_run"]))
-        finally:
-            conn.close()
 
     @task
     def verify_removal(planned: dict, result: dict) -> dict:

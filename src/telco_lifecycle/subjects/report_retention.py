@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 
 from telco_lifecycle.database import transaction
+from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import Policy, load_policy
 from telco_lifecycle.report_files import FoundFile, due, scan, ungoverned_folders
@@ -27,7 +28,7 @@ RULE = "report_files"
 BATCH = 500  # files per transaction of audit rows
 
 
-class ReportsRefused(ValueError):
+class ReportsRefused(Refused):
     """The reports directory holds something the policy does not know; nothing was removed."""
 
 
