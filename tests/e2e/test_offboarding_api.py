@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from e2e.harness import active_customer
+from e2e.harness import active_customer, assert_events_account_for
 
 pytestmark = pytest.mark.e2e
 DAG = "customer_offboarding"
@@ -28,15 +28,16 @@ def test_offboarding_runs_deletes_and_logs_its_audit_events(e2e):
     assert summary["deleted"] == {"pbx_configs": pbx, "sip_peers": sip}
     assert summary["verification"] == "passed"
 
-    # The task log (read through the API) carries one audit event per audit row of the run.
-    events = e2e.audit_events(DAG, run_id, "offboard_customer")
-    rows = e2e.telco.rows("SELECT audit_id, action, table_name, row_count, row_hash FROM lifecycle_audit"
-                          " WHERE run_id = %s ORDER BY audit_id", (run_id,))
-    assert [(e["audit_id"], e["action"], e["table_name"], e["row_count"], e["row_hash"]) for e in events] == rows
-    assert [(e["action"], e["table_name"]) for e in events] == [
+    # The task log (read through the API) carries one audit event for the transaction,
+    # accounting for every audit row of the run.
+    [event] = e2e.audit_events(DAG, run_id, "offboard_customer")
+    rows = e2e.telco.rows("SELECT audit_id, action, rule, customer_id, table_name, row_count, row_hash, dry_run"
+                          " FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
+    assert_events_account_for([event], rows)
+    assert [(row[1], row[4]) for row in rows] == [
         ("end_relationship", "customers"), ("delete", "pbx_configs"), ("delete", "sip_peers")]
-    assert {(e["customer_id"], e["dag_id"], e["run_id"], e["dry_run"]) for e in events} == {
-        (customer, DAG, run_id, False)}
+    assert (event["dag_id"], event["run_id"], event["customers"]) == (DAG, run_id, 1)
+    assert {row[3] for row in rows} == {customer}
 
 
 @pytest.mark.parametrize("conf, reason", [
@@ -57,7 +58,7 @@ def test_invalid_params_are_refused_with_http_400_and_the_reason(e2e, conf, reas
 
 
 def test_refused_request_fails_the_run_with_its_reason_and_changes_nothing(e2e):
-    before = e2e.telco.fingerprint(exclude=())
+    before = e2e.telco.fingerprint()
 
     run_id, state = e2e.run(DAG, {"customer_id": 987654321, "requested_by": "e2e-test"})
 
@@ -65,5 +66,7 @@ def test_refused_request_fails_the_run_with_its_reason_and_changes_nothing(e2e):
     assert e2e.task_states(DAG, run_id)["offboard_customer"] == "failed"
     failure = [m for m in e2e.log_messages(DAG, run_id, "offboard_customer") if m.get("level") == "error"]
     assert "987654321" in json.dumps(failure), failure
-    assert e2e.telco.fingerprint(exclude=()) == before
+    assert e2e.telco.fingerprint() == before  # nothing changed but the trail, which records the refusal
+    rule, reason = e2e.telco.refusal(run_id)
+    assert rule == "pbx_sip_config" and "987654321" in reason
 
