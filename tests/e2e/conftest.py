@@ -85,7 +85,7 @@ def chromium() -> str:
         return CHROMIUM
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(f"CI=true but {NO_CHROMIUM}")
-    pytest.skip(NO_CHROMIUM)
+    pytest.skip(reason=NO_CHROMIUM)
 
 
 @pytest.fixture
