@@ -73,7 +73,9 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
         "SELECT sum(row_count) FROM lifecycle_audit"
         " WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
     pbx = next(r for r in summary["rules"] if r["rule"] == "pbx_sip_config")
-    assert pbx["customers"] == 1 and pbx["runs"] == 1 and pbx["verification_passed"] > 0
+    # two runs of the rule: the offboarding, and the refused one (its refusal is an outcome)
+    assert pbx["customers"] == 1 and pbx["runs"] == 2 and pbx["failed_runs"] == 1
+    assert pbx["verification_passed"] > 0
     [failed] = [f for f in summary["failed_runs"] if f["run_id"] == refused.run_id]
     assert failed["dag_id"] == "customer_offboarding" and failed["reason"].startswith("offboard_customer: ")
     html = Path(summary["html"]).read_text()

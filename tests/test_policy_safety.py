@@ -15,7 +15,7 @@ from telco_lifecycle.policy import PolicyError, check_schema, load_policy, schem
 HOSTILE = {
     # the injection: held CDRs deleted while the log said they were skipped
     "dated_by expression": ("dated_by: started_at", 'dated_by: "started_at IS NOT NULL OR started_at"', "dated_by"),
-    "dated_by through a table it does not reach": ("dated_by: invoices.fiscal_year",
+    "dated_by through a table it does not reach": ("dated_by: paid_on",
                                                    "dated_by: customers.relationship_ended_on", "dated_by"),
     "cleared column expression": ("columns: [company_name, cvr, address, email, phone]",
                                   'columns: [company_name, "cvr = NULL, relationship_ended_on"]', "columns"),

@@ -479,8 +479,13 @@ def _fiscal_clock(policy: Policy, rule: Rule) -> tuple[str, str]:
 
 
 def schema_problems(cur, policy: Policy) -> list[str]:
-    """What the policy names that the live schema (schema public) lacks; empty when all is there."""
-    cur.execute("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")
+    """What the policy names that the live schema (schema public) lacks; empty when all is there.
+    Read from pg_catalog, which every role sees whole (information_schema hides the tables
+    a role holds no privilege on, such as schema_migrations for lifecycle_app)."""
+    cur.execute("SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a"
+                " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+                " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+                " AND a.attnum > 0 AND NOT a.attisdropped")
     live: dict[str, set[str]] = {}
     for table, column in cur.fetchall():
         live.setdefault(table, set()).add(column)

@@ -24,7 +24,7 @@ from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit, checkpoints
 from telco_lifecycle.evidence.restore_detection import REAPPLIED, RECONCILED, Gap, find_gap
-from telco_lifecycle.evidence.retention_checks import ROWS, overdue, owner, remaining
+from telco_lifecycle.evidence.retention_checks import ROWS, overdue, owner, remaining, source
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.evidence.verification import Check
 from telco_lifecycle.policy import load_policy
@@ -112,7 +112,7 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
     elif kind == "offboard":
         ended = next((e.get("relationship_ended_on") for e in step["entries"] if e.get("relationship_ended_on")), None)
         removed = offboarding.offboard(conn, offboarding.OffboardingRequest(
-            customers[0], as_of, who, dt.date.fromisoformat(ended) if ended else None, "restore reconciliation"),
+            customers[0], as_of, who, dt.date.fromisoformat(ended) if ended else None),
             run)["deleted"]
     elif kind == "erase":
         planned = erasure.plan(conn, customers[0], as_of)
@@ -251,9 +251,10 @@ def verification_checks(result: dict) -> list[Check]:
 def _purge_checks(rule_id: str, as_of: dt.date, active, customers: list[int]) -> list[Check]:
     policy = load_policy()
     rule, ids = policy.rule(rule_id), ", ".join(str(c) for c in customers)
-    return [Check(f"no {item.table} row due at {as_of} remains for re-applied customer(s) {ids}", rule.id,
-                  item.table, f"SELECT {owner(item)} AS customer_id FROM {ROWS} WHERE {owner(item)} IN ({ids})"
-                  f" AND {remaining(item)} AND {overdue(policy, rule, item, as_of)}") for item in rule.data]
+    return [Check(f"no {item.table} row due at {as_of} remains for the {len(customers)} re-applied customer(s)",
+                  rule.id, item.table, f"SELECT {owner(item)} AS customer_id FROM {source(policy, rule, item)}"
+                  f" WHERE {owner(item)} IN ({ids}) AND {remaining(item)} AND {overdue(policy, rule, item, as_of)}")
+            for item in rule.data]
 
 
 def _offboard_checks(rule_id: str, as_of: dt.date, active, customers: list[int]) -> list[Check]:
