@@ -17,6 +17,17 @@ HELD = "EXISTS (SELECT 1 FROM legal_holds h WHERE h.customer_id = {0} AND h.rele
 CLOCK = ("c.relationship_ended_on <= %(ended_by)s"
          " AND c.relationship_ended_on + make_interval(years => %(period_years)s) <= %(as_of)s")
 
+# The invoices whose whole unit is due by its dates: the invoice (its issue date and stored
+# fiscal year), none of its payments and none of the CDRs billed on it after the cutoff.
+DUE_UNITS = """SELECT i.invoice_id, i.customer_id FROM invoices i
+    WHERE i.issued_on <= %(due_end)s AND i.fiscal_year <= %(due_fiscal_year)s
+      AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.invoice_id AND p.paid_on > %(due_end)s)
+      AND NOT EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id = i.invoice_id AND r.started_at >= %(fiscal_cutoff)s)"""
+# A CDR month wholly before the cutoff may still hold a CDR billed on a unit that is kept:
+# then the month stays (its due rows go with their customers).
+MONTH_DROPPABLE = f"""SELECT NOT EXISTS (SELECT 1 FROM {{month}} r WHERE r.invoice_id IS NOT NULL
+    AND r.invoice_id NOT IN (SELECT invoice_id FROM ({DUE_UNITS}) u))"""
+
 # Per rule: the due customers (into bench_due), then the deletions, in FK order.
 RULES = {
     "crm_master_data": [
@@ -44,18 +55,21 @@ RULES = {
         "DELETE FROM archived_contracts t USING bench_due d WHERE t.customer_id = d.customer_id",
     ],
     "accounting": [
-        # The months are dropped first (see partition_statements); what is left of the
-        # due CDRs is in cdrs_default.
+        # The months are dropped first (see partition_statements). An accounting unit (an
+        # invoice, its payments, the CDRs billed on it) goes when every row of it is due;
+        # unbilled CDRs go by their own date.
+        f"""CREATE TEMP TABLE bench_units ON COMMIT DROP AS
+            SELECT u.invoice_id, u.customer_id FROM ({DUE_UNITS}) u
+            WHERE NOT {HELD.format('u.customer_id')}""",
         """CREATE TEMP TABLE bench_due ON COMMIT DROP AS
-            SELECT customer_id FROM cdrs WHERE started_at < %(fiscal_cutoff)s
-            UNION SELECT customer_id FROM invoices WHERE fiscal_year <= %(due_fiscal_year)s
+            SELECT customer_id FROM bench_units
+            UNION SELECT customer_id FROM cdrs WHERE invoice_id IS NULL AND started_at < %(fiscal_cutoff)s
             EXCEPT SELECT customer_id FROM legal_holds WHERE released_on IS NULL""",
-        "DELETE FROM cdrs t USING bench_due d WHERE t.customer_id = d.customer_id AND t.started_at < %(fiscal_cutoff)s",
-        """DELETE FROM payments p USING invoices i, bench_due d
-           WHERE p.invoice_id = i.invoice_id AND i.customer_id = d.customer_id
-             AND i.fiscal_year <= %(due_fiscal_year)s""",
-        """DELETE FROM invoices t USING bench_due d
-           WHERE t.customer_id = d.customer_id AND t.fiscal_year <= %(due_fiscal_year)s""",
+        "DELETE FROM cdrs t USING bench_units u WHERE t.invoice_id = u.invoice_id",
+        """DELETE FROM cdrs t USING bench_due d
+           WHERE t.customer_id = d.customer_id AND t.invoice_id IS NULL AND t.started_at < %(fiscal_cutoff)s""",
+        "DELETE FROM payments t USING bench_units u WHERE t.invoice_id = u.invoice_id",
+        "DELETE FROM invoices t USING bench_units u WHERE t.invoice_id = u.invoice_id",
     ],
 }
 

@@ -180,14 +180,17 @@ def run_limit(url: str, rule_id: str, months: list[str], evidence: bool) -> None
 
 
 def expired_months(url: str, rule_id: str) -> list[str]:
-    """The CDR months the rule's purge drops at ANCHOR (none for a rule without CDRs)."""
+    """The CDR months the rule's purge drops at ANCHOR (none for a rule without CDRs):
+    wholly before the cutoff, and none of their CDRs billed on a unit that is kept."""
+    from benchmarks.limits import MONTH_DROPPABLE
     from telco_lifecycle.rules.retention import scope
     from telco_lifecycle.settings import read_sql
 
     s = scope(rule_id, ANCHOR)
     if "cdrs" not in s.rule.tables:
         return []
-    return [row[0] for row in query(url, read_sql("retention/expired_cdr_partitions.sql"), s.params)]
+    months = [row[0] for row in query(url, read_sql("retention/expired_cdr_partitions.sql"), s.params)]
+    return [month for month in months if query(url, MONTH_DROPPABLE.format(month=month), s.params)[0][0]]
 
 
 PURGE_VARIANTS = ("purge", "limit_evidence", "limit")
@@ -252,6 +255,7 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
     DROP of the same month, runs alternated on fresh copies."""
     from telco_lifecycle.database import connect, transaction
     from telco_lifecycle.rules.retention import _drop_partition, scope
+    from telco_lifecycle.settings import read_sql
 
     template_url = with_database(server.url, template)
     months = expired_months(template_url, "accounting")
@@ -259,11 +263,14 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
     month = query(template_url, "SELECT relname FROM pg_class WHERE relname = ANY (%s)"
                   " ORDER BY reltuples DESC, relname LIMIT 1", (months,))[0][0]
     month_rows = query(template_url, f"SELECT count(*) FROM {month}")[0][0]
+    accounting = scope("accounting", ANCHOR)
+    bounds = next(row for row in query(template_url, read_sql("retention/expired_cdr_partitions.sql"),
+                                       accounting.params) if row[0] == month)  # (name, start, end)
 
     def product(url):
         conn = connect(url)
         try:
-            return _drop_partition(conn, scope("accounting", ANCHOR), month, bench_run())
+            return _drop_partition(conn, accounting, bounds, bench_run())
         finally:
             conn.close()
 

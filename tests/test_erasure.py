@@ -48,6 +48,13 @@ def respond_to_approval(dag_id: str, option: str, user: str = "dpo", timeout: fl
     return thread
 
 
+@pytest.fixture(autouse=True)
+def own_reports_dir(tmp_path, monkeypatch):
+    """Each test its own reports folder: an erasure removes the customer's report files,
+    and another test's files for the same customer id would show up in its audit rows."""
+    monkeypatch.setenv("LIFECYCLE_REPORTS_DIR", str(tmp_path / "reports"))
+
+
 @pytest.fixture
 def no_approval(monkeypatch):
     monkeypatch.setenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", "false")

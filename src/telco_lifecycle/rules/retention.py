@@ -27,6 +27,7 @@ from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.restore_detection import refuse_if_restored
+from telco_lifecycle.guards import refuse_future_dates
 from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
@@ -260,8 +261,10 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
           policy: Policy | None = None, batch_size: int = BATCH_SIZE) -> dict:
     """Remove what the rule says is due at `as_of`; a dry run only counts (`plan`) and
     records that. The purge itself does not count first: it finds the due customers
-    batch by batch, and what it removed is in the audit rows and the result."""
+    batch by batch, and what it removed is in the audit rows and the result. An `as_of`
+    after today is refused here too, whoever calls (the DAGs refuse it before this)."""
     s = scope(rule_id, as_of, policy)
+    refuse_future_dates(conn, {"as_of": as_of})
     with run_lock(conn, f"purge:{s.rule.id}"):
         if dry_run:
             planned = plan(conn, rule_id, as_of, policy)
