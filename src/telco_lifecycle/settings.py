@@ -74,9 +74,11 @@ def connection_to_url(conn: str) -> str:
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """The same database for SQLAlchemy (Great Expectations), with the psycopg2 driver."""
+    """The same database for SQLAlchemy (Great Expectations), with the psycopg2 driver and
+    JIT off, as on every lifecycle connection (database.JIT)."""
     parts = urlsplit(database_url)
-    return urlunsplit(("postgresql+psycopg2", parts.netloc, parts.path, parts.query, ""))
+    query = "&".join(filter(None, [parts.query, "options=-c%20jit%3Doff"]))
+    return urlunsplit(("postgresql+psycopg2", parts.netloc, parts.path, query, ""))
 
 
 def with_database(server_url: str, database: str) -> str:
