@@ -139,4 +139,8 @@ def test_audit_report_says_when_task_logs_are_gone(telco, tmp_path):
         conn.close()
     assert gone["audit_id"] and cleaned["audit_id"]
     assert report["task_logs_removed_before"] == moment.isoformat()
+    # the action from before the removal is explained, not reported missing
+    assert report["mismatches"] == [] and report["ok"]
+    assert [e["explanation"] for e in report["explained"] if e["audit_id"] == gone["seq"]] == [
+        "task log removed by the policy"]
     assert "have been removed" in Path(report["html"]).read_text(encoding="utf-8")

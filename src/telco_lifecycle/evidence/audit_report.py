@@ -282,20 +282,24 @@ def previous_month(day: dt.date) -> tuple[dt.date, dt.date]:
 # The links sealed in the period, with the run that wrote them (from their records).
 PERIOD_LINKS = """
 SELECT l.link_id, l.seq, l.link_hash, r.dag_id, r.run_id, r.task_id, r.try_number,
-       array_agg(r.audit_id ORDER BY r.audit_id) FILTER (WHERE r.action = ANY (%(ledger_actions)s) AND NOT r.dry_run)
+       array_agg(r.audit_id ORDER BY r.audit_id) FILTER (WHERE r.action = ANY (%(ledger_actions)s) AND NOT r.dry_run),
+       l.sealed_at
 FROM lifecycle_audit_link l JOIN lifecycle_audit r ON r.link_id = l.link_id
 WHERE l.sealed_at >= %(start)s AND l.sealed_at < %(end)s
-GROUP BY 1, 2, 3, 4, 5, 6, 7
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 9
 ORDER BY l.seq
 """
 
 
-def reconcile(cur, params: dict, findings: LogFindings) -> tuple[list[dict], list[dict]]:
+def reconcile(cur, params: dict, findings: LogFindings, logs_gone: dt.datetime | None = None
+              ) -> tuple[list[dict], list[dict]]:
     """Every link of the period against the task logs' events and the ledger: the
     mismatches (problems), and the links explained without their own try's event:
     "logged by the retry" (a later try of the task logged it: the crash came between
     commit and log), "console-only run" (the run left no task log at all, as
-    `airflow dags test` does; its removals are in the ledger)."""
+    `airflow dags test` does), "task log removed by the policy" (sealed before
+    `logs_gone`, when airflow_metadata_retention removed the logs). The last two only
+    when their removals are in the ledger, the witness outside the database."""
     logged: dict[int, list[tuple[TaskTry, dict]]] = defaultdict(list)
     for task_try, event in findings.events:
         for link in event.get("links", []):
@@ -304,7 +308,7 @@ def reconcile(cur, params: dict, findings: LogFindings) -> tuple[list[dict], lis
     in_ledger = {entry["audit_id"] for entry in evidence_store().ledger()}
     cur.execute(PERIOD_LINKS, {**params, "ledger_actions": sorted(LEDGER_ACTIONS)})
     mismatches, explained, seen = [], [], set()
-    for link_id, seq, link_hash, dag_id, run_id, task_id, try_number, removals in cur.fetchall():
+    for link_id, seq, link_hash, dag_id, run_id, task_id, try_number, removals, sealed_at in cur.fetchall():
         seen.add(link_id)
         row = {"audit_id": seq, "link_id": link_id, "dag_id": dag_id, "run_id": run_id, "task_id": task_id}
         events = logged.get(link_id, [])
@@ -314,8 +318,9 @@ def reconcile(cur, params: dict, findings: LogFindings) -> tuple[list[dict], lis
             continue
         elif events:
             explained.append({**row, "explanation": "logged by the retry"})
-        elif (dag_id, run_id) not in runs_with_logs and not set(removals or ()) - in_ledger:
-            explained.append({**row, "explanation": "console-only run"})
+        elif why := _without_log(set(removals or ()) <= in_ledger, logs_gone is not None and sealed_at < logs_gone,
+                                 (dag_id, run_id) in runs_with_logs):
+            explained.append({**row, "explanation": why})
         else:
             mismatches.append({**row, "problem": "chain link has no event in the task logs (missing)"})
     for link_id, entries in logged.items():
@@ -325,6 +330,15 @@ def reconcile(cur, params: dict, findings: LogFindings) -> tuple[list[dict], lis
                                "run_id": task_try.run_id, "task_id": task_try.task_id,
                                "problem": "event in the task log has no chain link"})
     return mismatches, explained
+
+
+def _without_log(in_ledger: bool, before_removal: bool, run_logged: bool) -> str | None:
+    """Why a link may have no event in the task logs; None: it is missing."""
+    if not in_ledger:
+        return None
+    if before_removal:
+        return "task log removed by the policy"
+    return None if run_logged else "console-only run"
 
 
 def _sealed_elsewhen(cur, link_id: int) -> bool:
@@ -354,7 +368,8 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
     stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}{'_' + author if author else ''}"
     params = {"start": lower, "end": upper}
     with transaction(conn) as cur:
-        mismatches, explained = reconcile(cur, params, findings)
+        logs_gone = logs_removed_before(cur)
+        mismatches, explained = reconcile(cur, params, findings, logs_gone)
         cur.execute(read_sql("audit/rule_summary.sql"), params)
         columns = [d[0] for d in cur.description]
         rules = {r[0]: dict(zip(columns, r, strict=True)) for r in cur.fetchall()}
@@ -363,7 +378,6 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         cur.execute(read_sql("audit/deletions_over_time.sql"), params)
         over_time = [(rule, as_of.isoformat(), n) for rule, as_of, n in cur.fetchall()]
         logged_links = sorted({link["link_id"] for _, e in findings.events for link in e.get("links", [])})
-        logs_gone = logs_removed_before(cur)
         with ReportFile(stem.with_suffix(".csv"), newline="") as csv_file:
             cur.copy_expert(cur.mogrify(read_sql("audit/actions_csv.sql"),
                                         {**params, "logged_links": logged_links}).decode(), csv_file.file)
