@@ -75,7 +75,8 @@ def restore_reconciliation():
         print(f"{result['message']}\nreport: {path}")
         return {"message": result["message"], "report": path, "dry_run": result["dry_run"],
                 "ledger_entries": result["ledger_entries"], "per_rule": result["per_rule"],
-                "deleted_before_later_hold": result["deleted_before_later_hold"], "checks": len(verification)}
+                "deleted_before_later_hold": result["deleted_before_later_hold"],
+                "holds_without_case_reference": result["holds_without_case_reference"], "checks": len(verification)}
 
     result = reconcile()
     write_report(result, verify_reconciliation(result))

@@ -158,6 +158,7 @@ def test_a_restored_backup_gets_its_deletions_again(telco, run_dag, operator):
     later_hold = report["deleted_before_later_hold"]
     assert {h["customer_id"] for h in later_hold} == {held}
     assert "crm_master_data" in {h["rule"] for h in later_hold}
+    assert report["holds_without_case_reference"] == []  # the ledger had the hold's case reference
     assert report["per_rule"]["crm_master_data"]["removed_again"]
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit_chain_breaks") == 0
     assert audit_verify(telco) == 0
@@ -197,3 +198,19 @@ def test_a_restore_that_is_not_the_latest(telco, run_dag, operator, capsys):
     assert lifecycle(["restore-reconcile", "--database-url", telco.url]) == 0
     assert "nothing to re-apply" in capsys.readouterr().out
     assert state(telco) == expected
+
+
+def test_a_hold_placed_again_without_its_case_reference_is_listed_for_the_dpo():
+    """A ledger entry of a hold placement without a case reference (written before the
+    ledger kept them): the hold is placed again under a placeholder, and the report lists it."""
+    from telco_lifecycle.evidence.restore_detection import Gap
+    from telco_lifecycle.rules.restore import summary
+
+    entry = {"audit_id": 41, "recorded_at": dt.datetime(2026, 6, 1, tzinfo=dt.UTC), "dag_id": "legal_hold"}
+    step = {"kind": "hold", "action": "place_legal_hold", "rule": "legal_hold", "customers": [7],
+            "as_of": "2026-06-01", "entries": [entry], "ledger_tables": {}}
+
+    report = summary(Gap([entry], None), [step], dry_run=True)
+
+    assert report["holds_without_case_reference"] == [
+        {"customer_id": 7, "hold_ledger_audit_id": 41, "case_reference": "restored hold, ledger audit #41"}]

@@ -137,6 +137,11 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
     audit.emit(events)
 
 
+def placeholder_case(entry: dict) -> str:
+    """The case reference of a hold placed again from a ledger entry that has none."""
+    return f"restored hold, ledger audit #{entry['audit_id']}"
+
+
 def _hold(conn, step: dict, as_of: dt.date, who: str, run: audit.RunContext) -> None:
     """Place or release the hold again. Its case reference comes from the ledger; where the
     ledger has none, a placed hold gets one naming the ledger entry (the protection first;
@@ -144,7 +149,7 @@ def _hold(conn, step: dict, as_of: dt.date, who: str, run: audit.RunContext) -> 
     sequence gives a hold placed again the id it had)."""
     entry, customer = step["entries"][0], step["customers"][0]
     if entry["action"] == "place_legal_hold":
-        case = entry.get("case_reference") or f"restored hold, ledger audit #{entry['audit_id']}"
+        case = entry.get("case_reference") or placeholder_case(entry)
         legal_holds.apply(conn, legal_holds.HoldRequest(customer, "place", case, who, as_of), run)
         return
     case = entry.get("case_reference")
@@ -204,6 +209,11 @@ def summary(gap: Gap, planned: list[dict], dry_run: bool) -> dict:
                 later_holds.append({"customer_id": customer, "rule": step["rule"], "deleted_as_of": step["as_of"],
                                     "deleted_by": step["dag_id"], "hold_placed_as_of": hold["as_of"],
                                     "hold_ledger_audit_id": hold["entries"][0]["audit_id"]})
+    # holds placed again without their case reference (the ledger had none): the DPO gives it
+    placeholder_holds = [{"customer_id": step["customers"][0], "hold_ledger_audit_id": entry["audit_id"],
+                          "case_reference": placeholder_case(entry)}
+                         for step in planned if step["action"] == "place_legal_hold"
+                         for entry in step["entries"][:1] if not entry.get("case_reference")]
     listed = [{k: v for k, v in step.items() if k != "entries"}
               | {"ledger_audit_ids": [e["audit_id"] for e in step["entries"]]} for step in planned]
     verb = "would re-apply" if dry_run else "re-applied"
@@ -212,7 +222,8 @@ def summary(gap: Gap, planned: list[dict], dry_run: bool) -> dict:
                if planned else "nothing to re-apply: " + gap.describe())
     return {"dry_run": dry_run, "restored_head": gap.head["audit_id"] if gap.head else None,
             "ledger_entries": len(gap.entries), "steps": listed, "per_rule": per_rule,
-            "deleted_before_later_hold": later_holds, "message": message}
+            "deleted_before_later_hold": later_holds, "holds_without_case_reference": placeholder_holds,
+            "message": message}
 
 
 def describe(rule: dict) -> str:
