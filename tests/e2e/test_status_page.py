@@ -61,9 +61,6 @@ def get_json(url: str, token: str | None = None) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the status JSON timed out after 60 s in the last loaded run (the Requests queries added "
-    "this session); not yet investigated"))
 def test_status_json_needs_login_and_counts_the_overdue_customer(e2e, overdue_customer, waiting_erasure):
     url = f"{e2e.url}{URL_PREFIX}/api/status?as_of={ANCHOR}"
     assert get_json(url)[0] == 401
@@ -89,9 +86,6 @@ def test_status_json_needs_login_and_counts_the_overdue_customer(e2e, overdue_cu
     assert waiting_erasure["run_id"] in {a["run_id"] for a in body["requests"]["approvals_waiting"]}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the page did not render in the UI iframe in the last loaded run, with the JSON behind it "
-    "timing out; not yet investigated"))
 def test_status_page_renders_in_the_airflow_ui(page, e2e, screenshots_dir, overdue_customer, waiting_erasure):
     from playwright.sync_api import expect
 

@@ -24,9 +24,6 @@ def dag_params(e2e) -> dict[str, tuple[str, str]]:
     return {name: (spec["schema"]["title"], spec["description"]) for name, spec in params.items()}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "failed in the last loaded run after the status page test left its database in use; not yet"
-    " investigated"))
 def test_trigger_form_refuses_an_invalid_customer_and_runs_a_valid_one(page, e2e, screenshots_dir):
     from playwright.sync_api import expect
 
