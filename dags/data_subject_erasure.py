@@ -10,7 +10,9 @@ of the data team has **approved** it in the Airflow UI (*Required actions*).
 - `approval_gate`: reads the deployment's `LIFECYCLE_REQUIRE_ERASURE_APPROVAL` (default `true`;
   no trigger param can switch it off); a dry run needs no approval
 - `approve_erasure`: human in the loop (`ApprovalOperator`): **Approve** erases, **Reject**
-  erases nothing
+  erases nothing. Answered by an approver (`LIFECYCLE_APPROVERS`) who is not the user who
+  triggered the run; the answer goes to the audit trail with both identities as Airflow
+  recorded them
 - `erase`: one transaction per rule with its audit rows, each recording whether approval was
   required and who gave it
 - `verify_erasure`: Great Expectations re-queries each table: erased sets gone, kept sets whole
@@ -27,8 +29,8 @@ technical ones); the statement says what was kept and why. `dry_run` counts only
 
 from airflow.sdk import TriggerRule, get_current_context, task
 
-from telco_lifecycle.workflows.alerts import request_deadline
-from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given
+from telco_lifecycle.workflows.alerts import Alert, deliver, request_deadline
+from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given, recorded_answer
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     dry_run_param,
@@ -73,6 +75,9 @@ def data_subject_erasure():
         needed = required and not context["params"]["dry_run"]
         print(f"approval {'required' if needed else 'not required'} ({erasure.APPROVAL_SETTING}="
               f"{'true' if required else 'false'})")
+        if not required:  # the deployment switched the second person off: the team is told every time
+            deliver(Alert("erasure without approval (switched off by the deployment)", context["dag"].dag_id,
+                          context["run_id"], "approval_gate", facts={"setting": f"{erasure.APPROVAL_SETTING}=false"}))
         return "approve_erasure" if needed else "erase"
 
     approve = RecordedApproval(
@@ -91,8 +96,7 @@ def data_subject_erasure():
         params = context["params"]
         dry_run = bool(params["dry_run"])
         with telco_task(context) as conn:
-            approval = approval_given(context, "approve_erasure", erasure.approval_required() and not dry_run,
-                                      "erasure")
+            approval = approval_given(conn, context, erasure.approval_required() and not dry_run, "erasure")
             result = erasure.erase(conn, planned, params["requested_by"], approval, dry_run, run_context(context))
         print(result["message"])
         return result
@@ -131,8 +135,7 @@ def data_subject_erasure():
         if result is None:
             with telco_task(context) as conn:
                 return erasure.record_rejection(conn, planned, context["params"]["requested_by"],
-                                                ti.xcom_pull(task_ids="approve_erasure", key="response"),
-                                                run_context(context))
+                                                recorded_answer(conn, context["run_id"]), run_context(context))
         return {"customer_id": planned["customer_id"], "active": planned["active"], "dry_run": result["dry_run"],
                 "approval": result["approval"], "erased": result["erased"],
                 "kept": {k["table"]: k["rows"] for k in planned["keep"]},

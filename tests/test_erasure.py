@@ -214,8 +214,9 @@ def test_rejection_erases_nothing_and_records_who(telco, run_dag):
     assert dag_run.state == "success"
     assert telco.fingerprint() == before
     assert xcom["summarise"]["rejected_by"] == "dpo-rejecter"
-    assert telco.rows("SELECT action, details->>'rejected_by' FROM lifecycle_audit WHERE customer_id = %s",
-                      (customer,)) == [("erasure_rejected", "dpo-rejecter")]
+    assert telco.rows("SELECT action, coalesce(details->>'rejected_by', details->>'responded_by')"
+                      " FROM lifecycle_audit WHERE customer_id = %s ORDER BY audit_id", (customer,)) == [
+        ("approval_answered", "dpo-rejecter"), ("erasure_rejected", "dpo-rejecter")]
 
 
 def test_approval_is_required_by_default_and_recorded(telco, run_dag, monkeypatch):
@@ -231,4 +232,46 @@ def test_approval_is_required_by_default_and_recorded(telco, run_dag, monkeypatc
     assert xcom["summarise"]["approval"]["required"] is True
     assert xcom["summarise"]["approval"]["by"] == "dpo-approver"
     assert set(telco.rows("SELECT details->>'approval_required', details->>'approved_by' FROM lifecycle_audit"
-                          " WHERE customer_id = %s", (customer,))) == {("true", "dpo-approver")}
+                          " WHERE customer_id = %s AND action <> 'approval_answered'", (customer,))) == {
+        ("true", "dpo-approver")}
+    # the answer as Airflow recorded it: the responder and the user who triggered the run
+    assert telco.rows("SELECT details->>'responded_by', details->>'triggered_by', details->'chosen_options'"
+                      " FROM lifecycle_audit WHERE customer_id = %s AND action = 'approval_answered'",
+                      (customer,)) == [("dpo-approver", "dag_test", ["Approve"])]
+
+
+def test_the_user_who_triggered_the_run_cannot_approve_it(telco, run_dag, monkeypatch):
+    """`dag.test()` triggers as `dag_test`; that user's Approve is refused and nothing is erased."""
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
+    customer = pick(telco, "c.relationship_ended_on IS NOT NULL")
+    before = telco.fingerprint()
+    responder = respond_to_approval("data_subject_erasure", "Approve", user="dag_test")
+
+    dag_run, _ = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
+
+    responder.join(timeout=5)
+    assert dag_run.state == "failed"
+    assert telco.fingerprint() == before
+    [reason] = [r for a, r in telco.rows("SELECT action, details->>'reason' FROM lifecycle_audit"
+                                         " WHERE run_id = %s", (dag_run.run_id,)) if a == "refused"]
+    assert "answered by dag_test, who triggered the run" in reason
+
+
+def test_approvers_exclude_the_requester(telco, run_dag, monkeypatch):
+    """LIFECYCLE_APPROVERS: the HITL request names who may answer (Airflow refuses anyone else),
+    the requester taken off the list; a list of only the requester is refused before anyone
+    is asked."""
+    from telco_lifecycle.workflows.approvals import assignees
+
+    assert assignees(["dag_test", "dpo-approver"], "dag_test") == [{"id": "dpo-approver", "name": "dpo-approver"}]
+    assert assignees([], "dag_test") is None  # no list: anyone but the requester (checked on the answer)
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
+    monkeypatch.setenv("LIFECYCLE_APPROVERS", "dag_test")
+    customer = pick(telco, "c.relationship_ended_on IS NOT NULL")
+    before = telco.fingerprint()
+
+    dag_run, _ = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
+
+    assert dag_run.state == "failed"
+    assert telco.fingerprint() == before
+    assert "no approver other than dag_test" in telco.refusal(dag_run.run_id)[1]

@@ -21,6 +21,8 @@ from telco_lifecycle.policy import Rule, add_years, load_policy
 from telco_lifecycle.settings import AUDIT_LOGGER, project_dir, with_database
 
 USERNAME, PASSWORD = "admin", "admin"
+# A second person: approvals are answered by someone other than the user who triggered the run.
+APPROVER, APPROVER_PASSWORD = "approver", "approver"
 RUN_TIMEOUT = 240  # seconds a DAG run may take on a busy 2-core machine
 FINISHED = {"success", "failed"}
 HUMAN_DELAY = 5  # seconds between a human-in-the-loop request and the answer
@@ -63,7 +65,8 @@ def running_airflow(tmp_path_factory, seeded_template: str, name: str, broker_ur
         env["LIFECYCLE_EVIDENCE_DIR"] = str(tmp_path_factory.mktemp(f"evidence-{name}"))
         airflow = LocalAirflow(
             {**env, **PRODUCTION_SETTINGS},
-            api_port=free_port(), username=USERNAME, password=PASSWORD, broker_url=broker_url)
+            api_port=free_port(), username=USERNAME, password=PASSWORD, broker_url=broker_url,
+            others={APPROVER: APPROVER_PASSWORD})
         airflow.prepare()
         telco = TelcoDatabase(telco_name)
         try:
@@ -159,8 +162,15 @@ class AirflowE2E:
                 events += self.audit_events(dag_id, run_id, ti.task_id, try_number)
         return sorted(events, key=lambda e: e["audit_ids"][0])
 
-    def answer_approval(self, dag_id: str, run_id: str, option: str, timeout: float = RUN_TIMEOUT) -> str:
-        """Wait for the run's human-in-the-loop request, answer it with `option`; its task id."""
+    def as_user(self, username: str, password: str):
+        """The TaskInstance API logged in as another user."""
+        config = self.client.Configuration(host=self.url, access_token=self.token(username, password))
+        return self.client.TaskInstanceApi(self.client.ApiClient(config))
+
+    def answer_approval(self, dag_id: str, run_id: str, option: str, timeout: float = RUN_TIMEOUT,
+                        as_requester: bool = False) -> str:
+        """Wait for the run's human-in-the-loop request, answer it with `option` as the approver
+        (or, `as_requester`, as the user who triggered the run); its task id."""
         deadline = time.monotonic() + timeout
         while not (pending := self.tasks.get_hitl_details(dag_id, run_id, response_received=False).hitl_details):
             if time.monotonic() > deadline:
@@ -178,8 +188,9 @@ class AirflowE2E:
                 raise TimeoutError(f"{task_id} never waited for input: {self.task_states(dag_id, run_id)}")
             time.sleep(1)
         time.sleep(HUMAN_DELAY)
-        self.tasks.update_hitl_detail(dag_id, run_id, task_id, -1,
-                                      self.client.UpdateHITLDetailPayload(chosen_options=[option]))
+        answering = self.tasks if as_requester else self.as_user(APPROVER, APPROVER_PASSWORD)
+        answering.update_hitl_detail(dag_id, run_id, task_id, -1,
+                                     self.client.UpdateHITLDetailPayload(chosen_options=[option]))
         return task_id
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):

@@ -25,9 +25,6 @@ def ended_customer(e2e) -> int:
     return customer
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "the approval task ended 'failed' without an error in one loaded run (passed in the run "
-    "before): the HITL answer race of Airflow 3.3.2 is suspected, not yet pinned down"))
 def test_approved_erasure_erases_what_the_policy_allows(e2e):
     customer = ended_customer(e2e)
     e2e.unpause(DAG)
@@ -56,3 +53,20 @@ def test_rejected_erasure_changes_nothing(e2e):
     assert e2e.telco.fingerprint() == before
     assert not e2e.telco.rows("SELECT action FROM lifecycle_audit WHERE run_id = %s"
                               " AND action IN ('delete', 'anonymise')", (run_id,))
+
+
+def test_the_requester_cannot_approve_their_own_erasure(e2e):
+    """Separation of duties through the REST API: the user who triggered the run answers
+    Approve; the answer is refused, the run fails, nothing is erased, the refusal is recorded."""
+    customer = ended_customer(e2e)
+    before = e2e.telco.fingerprint()
+    e2e.unpause(DAG)
+    run_id = e2e.trigger(DAG, {"customer_id": customer, "requested_by": "e2e-test", "dry_run": False})
+
+    e2e.answer_approval(DAG, run_id, "Approve", as_requester=True)
+
+    assert e2e.wait(DAG, run_id) == "failed"
+    assert e2e.telco.fingerprint() == before
+    [(reason,)] = e2e.telco.rows("SELECT details->>'reason' FROM lifecycle_audit WHERE run_id = %s"
+                                 " AND action = 'refused'", (run_id,))
+    assert "answered by admin, who triggered the run" in reason

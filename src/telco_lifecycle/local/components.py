@@ -45,11 +45,14 @@ class LocalAirflow:
     """One Airflow installation on `env["AIRFLOW_HOME"]`; a context manager that always stops it."""
 
     def __init__(self, env: dict[str, str], api_port: int, username: str = "admin", password: str = "admin",
-                 broker_url: str | None = None, host: str = "127.0.0.1"):
+                 broker_url: str | None = None, host: str = "127.0.0.1", others: dict[str, str] | None = None):
+        """`others`: more logins (user -> password), e.g. a second person to approve what
+        `username` triggers (separation of duties)."""
         self.home = Path(env["AIRFLOW_HOME"])
         self.api_port = api_port
         self.url = f"http://{host}:{api_port}"
         self.username, self.password = username, password
+        self.logins = {username: password, **(others or {})}
         self.broker_url = broker_url
         bin_dir = str(Path(sys.executable).parent)
         self.env = {
@@ -65,7 +68,7 @@ class LocalAirflow:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__AUTH_MANAGER":
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user}:admin" for user in self.logins),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
             # The audit report reads the task logs through the REST API, as in production.
@@ -89,7 +92,7 @@ class LocalAirflow:
         subprocess.run([airflow_command(), "db", "migrate"], env=self.env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         passwords = self.home / "passwords.json"
-        passwords.write_text(json.dumps({self.username: self.password}) + "\n", encoding="utf-8")
+        passwords.write_text(json.dumps(self.logins) + "\n", encoding="utf-8")
         passwords.chmod(0o600)
 
     def start(self, timeout: float = 240) -> LocalAirflow:
@@ -248,13 +251,16 @@ def main() -> None:
     _stop_on_signals()
     port = int(os.environ.get("AIRFLOW_API_PORT", "8080"))
     password = os.environ.get("AIRFLOW_ADMIN_PASSWORD", "admin")
-    airflow = LocalAirflow(local_environment(), api_port=port, password=password)
+    # A second login: approvals are answered by someone other than the user who triggered the run.
+    approver_password = os.environ.get("AIRFLOW_APPROVER_PASSWORD", "approver")
+    airflow = LocalAirflow(local_environment(), api_port=port, password=password,
+                           others={"approver": approver_password})
     try:
         airflow.prepare()
         print(f"Starting Airflow (logs in {airflow.home}/*.log) ...", flush=True)
         with airflow:
-            print(f"Airflow UI and REST API: {airflow.url}  (user {airflow.username}, password {airflow.password});"
-                  " Ctrl-C stops it.", flush=True)
+            print(f"Airflow UI and REST API: {airflow.url}  (user {airflow.username}, password {airflow.password};"
+                  f" approvals as user approver, password {approver_password}); Ctrl-C stops it.", flush=True)
             while all(p.poll() is None for p in airflow.processes.values()):
                 time.sleep(2)
             print(f"An Airflow component exited:\n{airflow.log_tails()}", file=sys.stderr)

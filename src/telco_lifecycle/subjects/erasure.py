@@ -203,8 +203,10 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
                                                              or "nothing (nothing left to erase)")}
 
 
-def record_rejection(conn, planned: dict, requested_by: str, response: dict, run: audit.RunContext) -> dict:
-    """The approver said no: record who, change nothing else."""
+def record_rejection(conn, planned: dict, requested_by: str, response: dict | None, run: audit.RunContext
+                     ) -> dict:
+    """The approver said no (`response`: the recorded answer): record who, change nothing else."""
+    response = response or {"responded_by": None, "responded_at": None}
     details = {"approval_required": True,
                "rejected_by": response["responded_by"], "responded_at": response["responded_at"]}
     with transaction(conn) as cur:

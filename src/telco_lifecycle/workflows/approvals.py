@@ -1,31 +1,118 @@
-"""A person's approval in the Airflow UI (*Required actions*), kept for the audit trail."""
+"""A person's approval in the Airflow UI (*Required actions*), given by someone other than the
+user who triggered the run, and kept in the audit trail as Airflow recorded it.
+
+Separation of duties: `LIFECYCLE_APPROVERS` (comma-separated Airflow user ids) lists who may
+answer; the user who triggered the run is taken off that list, so Airflow itself refuses
+their answer (the HITL request's assigned users). Without the setting anyone may answer but
+the triggering user: such an answer is refused when it arrives, and nothing is changed.
+
+The answer is written to the audit trail (action `approval_answered`) by the approval task
+itself, from the response Airflow hands it: the responder and the triggering user are the
+authenticated identities of Airflow's records, never an XCom that a user could write. The
+tasks that act on an approval read it back from the audit trail (`approval_given`)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Context
+from airflow.sdk.execution_time.hitl import HITLUser
 
 from telco_lifecycle.errors import Refused
+from telco_lifecycle.workflows.common import lifecycle_task, run_context, run_date, telco_task
+
+APPROVERS_SETTING = "LIFECYCLE_APPROVERS"
+ANSWERED = "approval_answered"
+
+
+class ApprovalRefused(Refused):
+    """An approval that does not count: no approver but the requester, or answered by the user
+    who triggered the run, or missing; nothing was changed."""
+
+
+def approvers() -> list[str]:
+    """The Airflow user ids allowed to approve (empty: anyone but the triggering user)."""
+    return [user.strip() for user in os.environ.get(APPROVERS_SETTING, "").split(",") if user.strip()]
+
+
+def assignees(allowed: list[str], requester: str | None) -> list[HITLUser] | None:
+    """The HITL request's assigned users: the approvers but the requester (None: anyone)."""
+    if not allowed:
+        return None
+    others = [user for user in allowed if user != requester]
+    if not others:
+        raise ApprovalRefused(f"no approver other than {requester}, who triggered the run ({APPROVERS_SETTING}"
+                              f" lists only them): a second person must approve; nothing was changed")
+    return [HITLUser(id=user, name=user) for user in others]
+
+
+def check_responder(responder: dict | None, requester: str | None) -> None:
+    """Refuse an answer given by the user who triggered the run."""
+    if requester and responder and requester in (responder.get("id"), responder.get("name")):
+        raise ApprovalRefused(f"the approval was answered by {requester}, who triggered the run: a second person"
+                              " must approve; nothing was changed")
+
+
+def requester(context: Context) -> str | None:
+    """The authenticated user who triggered the run, as Airflow recorded it."""
+    return getattr(context["dag_run"], "triggering_user_name", None)
 
 
 class RecordedApproval(ApprovalOperator):
-    """The ApprovalOperator, keeping the response (who, what, when) as XCom `response` for the
-    audit trail: on Reject the operator itself returns nothing, it skips what follows."""
+    """The ApprovalOperator, answered by someone other than the triggering user, its answer
+    written to the audit trail. On Reject the operator itself skips what follows."""
+
+    def execute(self, context: Context) -> Any:
+        with lifecycle_task(context):
+            self.assigned_users = assignees(approvers(), requester(context))
+        return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        context["ti"].xcom_push(key="response", value={
-            "chosen_options": event.get("chosen_options"), "responded_at": str(event.get("responded_at")),
-            "responded_by": (event.get("responded_by_user") or {}).get("name")})
+        if "error" not in event:  # a timeout is the operator's own failure
+            with lifecycle_task(context):
+                check_responder(event.get("responded_by_user"), requester(context))
+            with telco_task(context) as conn:
+                record_answer(conn, run_context(context), context["params"].get("customer_id"), run_date(context),
+                              event, requester(context))
         return super().execute_complete(context, event)
 
 
-def approval_given(context: Context, task_id: str, required: bool, what: str) -> dict[str, Any]:
-    """Whether approval was required and who gave it when, for the audit rows; refuses when it
-    was required and the task `task_id` did not record an Approve."""
-    response = context["ti"].xcom_pull(task_ids=task_id, key="response") if required else None
-    if required and (not response or response["chosen_options"] != [ApprovalOperator.APPROVE]):
-        raise Refused(f"{what} requires an approval and none was given; nothing was changed")
-    return {"required": required, "by": response and response["responded_by"],
-            "at": response and response["responded_at"]}
+def record_answer(conn, run, customer_id: int | None, day: dt.date, event: dict[str, Any],
+                  triggered_by: str | None) -> None:
+    """The answer as one audit row: chosen options, responder, time, the triggering user."""
+    from telco_lifecycle.database import transaction
+    from telco_lifecycle.evidence import audit
+
+    responder = event.get("responded_by_user") or {}
+    details = {"chosen_options": list(event.get("chosen_options") or []),
+               "responded_by": responder.get("id") or responder.get("name"),
+               "responded_at": str(event.get("responded_at")), "triggered_by": triggered_by}
+    with transaction(conn) as cur:
+        recorded = audit.record(cur, audit.Action(ANSWERED, None, int(customer_id) if customer_id else None, None, 0,
+                                                  day, False, details), run)
+    audit.emit([recorded])
+
+
+def recorded_answer(conn, run_id: str) -> dict | None:
+    """The run's last approval answer from the audit trail (None: none was given)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT details FROM lifecycle_audit WHERE run_id = %s AND action = %s"
+                    " ORDER BY audit_id DESC LIMIT 1", (run_id, ANSWERED))
+        row = cur.fetchone()
+    conn.rollback()
+    return row[0] if row else None
+
+
+def approval_given(conn, context: Context, required: bool, what: str) -> dict[str, Any]:
+    """Whether approval was required and who gave it when, for the audit rows (from the
+    audit trail); refuses when it was required and no Approve was recorded."""
+    if not required:
+        return {"required": False, "by": None, "at": None}
+    answer = recorded_answer(conn, context["run_id"])
+    if not answer or answer["chosen_options"] != [ApprovalOperator.APPROVE]:
+        raise ApprovalRefused(f"{what} requires an approval and none was given; nothing was changed")
+    return {"required": True, "by": answer["responded_by"], "at": answer["responded_at"],
+            "triggered_by": answer["triggered_by"]}
