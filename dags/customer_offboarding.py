@@ -13,9 +13,16 @@ with the customer's internal id and your name.
   `relationship_ended_on`, deletes `pbx_configs` and `sip_peers` (under a **legal hold** in
   force: records the end and defers the deletion until the last hold is released), writes the
   audit rows
+- `backdate_gate`, `approve_backdate`, `apply_backdate`: a `relationship_end` more than
+  `LIFECYCLE_BACKDATE_APPROVAL_DAYS` (default 31) before the run's date starts the retention
+  clocks early, so it needs a second person: the offboarding records the run's date, deletes
+  the PBX/SIP configuration as always, and the approval (HITL, shown what the back-dated end
+  makes due at the next purges) moves the end back. **Reject** keeps the run's date and says so.
+  With approvals switched off by the deployment the end is recorded as given, with an alert
 - `verify_offboarding`: Great Expectations re-queries the database: no PBX/SIP rows remain,
   nothing else of the customer was removed
-- `summarise`: the counts per table (the run's XCom); no personal data
+- `summarise`: the counts per table (the run's XCom); no personal data; records a rejected
+  back-dated end
 
 A customer under **legal hold** is offboarded all the same (the relationship end is
 recorded, so the 118 export and the status page see an ended customer) but its PBX/SIP
@@ -28,10 +35,11 @@ that has already ended is a no-op that says so. CRM data, contracts and accounti
 material are kept: the daily retention DAGs remove them when their time comes.
 """
 
-from airflow.sdk import Param, get_current_context, task
+from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from telco_lifecycle.rules.offboarding import REASONS
-from telco_lifecycle.workflows.alerts import offboarding_deadline
+from telco_lifecycle.workflows.alerts import Alert, deliver, offboarding_deadline
+from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given, recorded_answer
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     dry_run_param,
@@ -67,12 +75,46 @@ def customer_offboarding():
     def offboard_customer() -> dict:
         """End the relationship and delete the PBX/SIP configuration in one transaction."""
         from telco_lifecycle.rules import offboarding
+        from telco_lifecycle.subjects.erasure import approval_required
+
+        context = get_current_context()
+        request = _request(context)
+        with telco_task(context) as conn:
+            result = offboarding.offboard_unless_backdated(conn, request, run_context(context), approval_required())
+        if result["backdated_without_approval"]:
+            deliver(Alert("back-dated relationship end without approval (switched off by the deployment)",
+                          context["dag"].dag_id, context["run_id"], "offboard_customer",
+                          facts={"relationship_end": result["relationship_ended_on"]}))
+        print(result["message"])
+        return result
+
+    @task.branch
+    def backdate_gate(result: dict) -> list[str]:
+        """A back-dated end waits for approval; any other offboarding is done."""
+        return ["approve_backdate"] if result.get("backdate") else []
+
+    approve = RecordedApproval(
+        task_id="approve_backdate",
+        subject="Back-date the relationship end of customer {{ params.customer_id }}?",
+        body="{{ ti.xcom_pull(task_ids='offboard_customer')['backdate']['body'] }}",
+        retries=0,
+    )
+
+    @task
+    def apply_backdate(result: dict) -> dict:
+        """Move the approved back-dated end into place (one transaction with its audit row)."""
+        import datetime as dt
+
+        from telco_lifecycle.rules import offboarding
 
         context = get_current_context()
         with telco_task(context) as conn:
-            result = offboarding.offboard(conn, _request(context), run_context(context))
-        print(result["message"])
-        return result
+            approval = approval_given(conn, context, True, "a back-dated relationship end")
+            done = offboarding.backdate(conn, result["customer_id"], dt.date.fromisoformat(
+                result["relationship_ended_on"]), dt.date.fromisoformat(result["backdate"]["requested"]), approval,
+                run_context(context))
+        print(done["message"])
+        return done
 
     @task
     def verify_offboarding(result: dict) -> list[dict]:
@@ -88,12 +130,28 @@ def customer_offboarding():
         results = run_checks(telco_url(), f"offboarding_{result['customer_id']}_{context['run_id']}", checks)
         return [dataclasses.asdict(r) for r in results]
 
-    @task
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
     def summarise(result: dict, verification: list[dict]) -> dict:
-        """The run's outcome, counts only."""
+        """The run's outcome, counts only; a rejected back-dated end recorded."""
+        import datetime as dt
+
+        from telco_lifecycle.rules import offboarding
+
+        context = get_current_context()
+        ended, message = result["relationship_ended_on"], result["message"]
+        if result.get("backdate"):
+            done = context["ti"].xcom_pull(task_ids="apply_backdate")
+            if done is None:  # rejected: the run's date stays
+                with telco_task(context) as conn:
+                    answer = recorded_answer(conn, context["run_id"])
+                    done = offboarding.keep_run_date(conn, result["customer_id"], dt.date.fromisoformat(ended),
+                                                     dt.date.fromisoformat(result["backdate"]["requested"]),
+                                                     run_context(context))
+                done["rejected_by"] = answer and answer["responded_by"]
+            ended, message = done["relationship_ended_on"], f"{message}; {done['message']}"
         return {
             "customer_id": result["customer_id"],
-            "relationship_ended_on": result["relationship_ended_on"],
+            "relationship_ended_on": ended,
             "dry_run": result["dry_run"],
             "no_op": result["no_op"],
             "deferred": result["deferred"],
@@ -101,11 +159,13 @@ def customer_offboarding():
             "deleted": result["deleted"],
             "verification": "passed" if all(v["success"] for v in verification) else "failed",
             "checks": len(verification),
-            "message": result["message"],
+            "message": message,
         }
 
     result = offboard_customer()
-    summarise(result, verify_offboarding(result))
+    applied = apply_backdate(result)
+    backdate_gate(result) >> approve >> applied
+    applied >> summarise(result, verify_offboarding(result))
 
 
 def _request(context):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import respond_to_approval
 
 from telco_lifecycle.evidence.refusals import statement_stem
 
@@ -17,35 +16,6 @@ RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 ACCOUNTING = ("invoices", "payments")
 
 
-def respond_to_approval(dag_id: str, option: str, user: str = "dpo", timeout: float = 180) -> threading.Thread:
-    """Answer the next approval request of `dag_id` as the Required Actions page does: through
-    the HITL endpoint of Airflow's REST API, called in-process on the shared metadata database."""
-
-    def respond():
-        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with create_session() as session:
-                ti = session.scalar(select(TaskInstance).where(
-                    TaskInstance.dag_id == dag_id, TaskInstance.task_id == "approve_erasure",
-                    TaskInstance.state == "awaiting_input"))
-                if ti is not None:
-                    update_hitl_detail(dag_id=dag_id, dag_run_id=ti.run_id, task_id=ti.task_id,
-                                       update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
-                                       user=SimpleAuthManagerUser(username=user, role="admin"),
-                                       session=session, map_index=-1)
-                    return
-            time.sleep(0.5)
-
-    thread = threading.Thread(target=respond, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +176,7 @@ def test_dry_run_counts_and_changes_nothing(telco, run_dag):
 def test_rejection_erases_nothing_and_records_who(telco, run_dag):
     customer = pick(telco, "c.relationship_ended_on IS NOT NULL")
     before = telco.fingerprint()
-    responder = respond_to_approval("data_subject_erasure", "Reject", user="dpo-rejecter")
+    responder = respond_to_approval("data_subject_erasure", "approve_erasure", "Reject", user="dpo-rejecter")
 
     dag_run, xcom = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
 
@@ -222,7 +192,7 @@ def test_rejection_erases_nothing_and_records_who(telco, run_dag):
 def test_approval_is_required_by_default_and_recorded(telco, run_dag, monkeypatch):
     monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
     customer = pick(telco, "c.relationship_ended_on IS NOT NULL")
-    responder = respond_to_approval("data_subject_erasure", "Approve", user="dpo-approver")
+    responder = respond_to_approval("data_subject_erasure", "approve_erasure", "Approve", user="dpo-approver")
 
     dag_run, xcom = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
 
@@ -245,7 +215,7 @@ def test_the_user_who_triggered_the_run_cannot_approve_it(telco, run_dag, monkey
     monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
     customer = pick(telco, "c.relationship_ended_on IS NOT NULL")
     before = telco.fingerprint()
-    responder = respond_to_approval("data_subject_erasure", "Approve", user="dag_test")
+    responder = respond_to_approval("data_subject_erasure", "approve_erasure", "Approve", user="dag_test")
 
     dag_run, _ = run_dag("data_subject_erasure", {"customer_id": customer, "requested_by": "test"}, RUN_DATE)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from conftest import ANCHOR, respond_to_approval
 
 EVIDENCE = ("lifecycle_audit", "lifecycle_audit_link", "lifecycle_audit_head")  # the trail grows by design
 
@@ -154,3 +157,61 @@ def test_end_date_in_the_future_is_refused(telco, run_dag):
     assert dag_run.state == "failed"
     assert telco.fingerprint() == before
     assert "2999-01-01" in telco.refusal(dag_run.run_id)[1]
+
+
+# Back-dated ends: dag.test() runs at ANCHOR noon; an end more than 31 days earlier needs a second person.
+BACKDATE_RUN = dt.datetime.combine(ANCHOR, dt.time(12), dt.UTC)
+BACKDATED = ANCHOR - dt.timedelta(days=400)  # past the CRM purge's one year: the next purge would act
+
+
+def ended_on(telco, customer: int) -> dt.date:
+    return telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,))
+
+
+def test_a_back_dated_end_waits_for_a_second_person_and_the_deletion_does_not(telco, run_dag, monkeypatch):
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
+    customer = active_customer_with_config(telco)
+    responder = respond_to_approval("customer_offboarding", "approve_backdate", "Approve", user="dpo-approver")
+
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test",
+                                                     "relationship_end": BACKDATED.isoformat()}, BACKDATE_RUN)
+
+    responder.join(timeout=5)
+    assert dag_run.state == "success"
+    assert telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
+    assert ended_on(telco, customer) == BACKDATED
+    assert "crm_master_data" in xcom["offboard_customer"]["backdate"]["body"]  # what the approver was shown
+    assert telco.rows("SELECT action, details->>'relationship_ended_on', details->>'approved_by' FROM lifecycle_audit"
+                      " WHERE customer_id = %s AND action IN ('end_relationship', 'backdate_relationship_end')"
+                      " ORDER BY audit_id", (customer,)) == [
+        ("end_relationship", ANCHOR.isoformat(), None),
+        ("backdate_relationship_end", BACKDATED.isoformat(), "dpo-approver")]
+
+
+def test_a_rejected_back_dated_end_keeps_the_run_date(telco, run_dag, monkeypatch):
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
+    customer = active_customer_with_config(telco)
+    responder = respond_to_approval("customer_offboarding", "approve_backdate", "Reject", user="dpo-approver")
+
+    dag_run, xcom = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test",
+                                                     "relationship_end": BACKDATED.isoformat()}, BACKDATE_RUN)
+
+    responder.join(timeout=5)
+    assert dag_run.state == "success"
+    assert telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
+    assert ended_on(telco, customer) == ANCHOR  # the clocks start later, never earlier
+    assert xcom["summarise"]["relationship_ended_on"] == ANCHOR.isoformat()
+    assert "rejected" in xcom["summarise"]["message"]
+    assert telco.scalar("SELECT details->>'rejected_end' FROM lifecycle_audit WHERE customer_id = %s"
+                        " AND action = 'backdate_rejected'", (customer,)) == BACKDATED.isoformat()
+
+
+def test_an_end_within_the_limit_needs_no_approval(telco, run_dag, monkeypatch):
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL", raising=False)
+    customer = active_customer_with_config(telco)
+    recent = ANCHOR - dt.timedelta(days=31)
+
+    dag_run, _ = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "test",
+                                                  "relationship_end": recent.isoformat()}, BACKDATE_RUN)
+
+    assert dag_run.state == "success" and ended_on(telco, customer) == recent

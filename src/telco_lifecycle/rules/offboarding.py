@@ -36,6 +36,86 @@ class OffboardingRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
 
+BACKDATE_SETTING = "LIFECYCLE_BACKDATE_APPROVAL_DAYS"
+
+
+def backdate_limit_days() -> int:
+    """How many days before the run's date an end may lie without a second person's approval."""
+    import os
+
+    return int(os.environ.get(BACKDATE_SETTING) or 31)
+
+
+def needs_backdate_approval(relationship_end: dt.date | None, run_date: dt.date) -> bool:
+    """A back-dated end starts the retention clocks early (a typo, 2016 for 2026, is an
+    unapproved erasure): more than the limit before the run's date needs approval."""
+    return relationship_end is not None and (run_date - relationship_end).days > backdate_limit_days()
+
+
+def backdate_body(customer_id: int, relationship_end: dt.date, run_date: dt.date) -> str:
+    """What the approver is shown: the rules whose deadline the back-dated end reaches by the run's
+    date (the next purges remove that data), against recording the run's date."""
+    rules = [r for r in load_policy().rules if r.clock == "relationship_end" and r.trigger == "schedule"]
+    due = [f"- **{r.id}** ({r.category.en}): due {r.deadline(relationship_end)}" for r in rules
+           if r.deadline(relationship_end) <= run_date]
+    return "\n".join([
+        f"Customer {customer_id}: record the relationship end as **{relationship_end}**, "
+        f"{(run_date - relationship_end).days} days before the run's date {run_date}?",
+        "The PBX/SIP configuration has been deleted already (it is due either way).",
+        "With this end date the next purges remove:" if due else "With this end date nothing is due yet.", *due,
+        f"**Reject** keeps the run's date {run_date} as the end (the clocks start later, never earlier)."])
+
+
+def offboard_unless_backdated(conn, request: OffboardingRequest, run: audit.RunContext, approvals_on: bool
+                              ) -> dict:
+    """`offboard`, but a back-dated end (needs_backdate_approval) with approvals on records the
+    run's date and returns `backdate` (the end asked for, the approver's text) for approval;
+    with approvals off it is recorded as given and `backdated_without_approval` says so."""
+    backdated = not request.dry_run and needs_backdate_approval(request.relationship_end, request.run_date)
+    if not (backdated and approvals_on):
+        return {**offboard(conn, request, run), "backdated_without_approval": backdated}
+    result = {**offboard(conn, dataclasses.replace(request, relationship_end=None), run),
+              "backdated_without_approval": False}
+    if not result["no_op"] and request.relationship_end is not None:
+        result["backdate"] = {"requested": request.relationship_end.isoformat(),
+                              "body": backdate_body(request.customer_id, request.relationship_end, request.run_date)}
+    return result
+
+
+def backdate(conn, customer_id: int, provisional: dt.date, relationship_end: dt.date, approval: dict,
+             run: audit.RunContext) -> dict:
+    """Move an approved back-dated end into place: the offboarding recorded the run's date
+    (`provisional`) until a second person approved. One transaction with its audit row."""
+    with transaction(conn) as cur:
+        cur.execute("UPDATE customers SET relationship_ended_on = %s WHERE customer_id = %s"
+                    " AND relationship_ended_on = %s", (relationship_end, customer_id, provisional))
+        if cur.rowcount != 1:
+            raise OffboardingRefused(f"customer {customer_id}'s relationship end is no longer {provisional};"
+                                     " the back-dated end was not recorded")
+        event = audit.record(cur, audit.Action(
+            "backdate_relationship_end", RULE, customer_id, "customers", 1, provisional, False,
+            {"relationship_ended_on": relationship_end.isoformat(), "provisional_end": provisional.isoformat(),
+             "approved_by": approval.get("by"), "approved_at": approval.get("at"),
+             "approval_required": approval["required"]}), run)
+    audit.emit([event])
+    return {"customer_id": customer_id, "relationship_ended_on": relationship_end.isoformat(),
+            "message": f"customer {customer_id}: relationship end back-dated to {relationship_end}"
+                       f" (approved by {approval.get('by') or 'no one: approval switched off'})"}
+
+
+def keep_run_date(conn, customer_id: int, provisional: dt.date, relationship_end: dt.date,
+                  run: audit.RunContext) -> dict:
+    """The approver rejected the back-dated end: the run's date stays the end; recorded."""
+    with transaction(conn) as cur:
+        event = audit.record(cur, audit.Action(
+            "backdate_rejected", RULE, customer_id, "customers", 0, provisional, False,
+            {"relationship_ended_on": provisional.isoformat(), "rejected_end": relationship_end.isoformat()}), run)
+    audit.emit([event])
+    return {"customer_id": customer_id, "relationship_ended_on": provisional.isoformat(),
+            "message": f"customer {customer_id}: back-dated end {relationship_end} rejected; the relationship"
+                       f" end stays the run's date {provisional}"}
+
+
 @dataclasses.dataclass(frozen=True)
 class OffboardingRequest:
     customer_id: int
