@@ -119,8 +119,11 @@ def test_a_table_that_cannot_be_cleaned_fails_the_run(old_and_recent_runs, telco
     assert not telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE action = 'airflow_metadata_cleaned'")
 
 
-def test_audit_report_says_when_task_logs_are_gone(telco, tmp_path):
+def test_audit_report_says_when_task_logs_are_gone(telco, tmp_path, monkeypatch):
     from telco_lifecycle.database import connect
+
+    # this test's own (empty) log folder: other tests' logs name other databases' links
+    monkeypatch.setenv("AIRFLOW__LOGGING__BASE_LOG_FOLDER", str(tmp_path / "logs"))
     from telco_lifecycle.evidence import audit
     from telco_lifecycle.evidence.audit_report import LOCAL_TZ, METADATA_CLEANED, build_report
 
