@@ -38,8 +38,14 @@ material are kept: the daily retention DAGs remove them when their time comes.
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from telco_lifecycle.rules.offboarding import REASONS
-from telco_lifecycle.workflows.alerts import Alert, deliver, offboarding_deadline
-from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given, recorded_answer
+from telco_lifecycle.workflows.alerts import offboarding_deadline
+from telco_lifecycle.workflows.approvals import (
+    RecordedApproval,
+    announce_without_approval,
+    approval_given,
+    approval_required,
+    recorded_answer,
+)
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     dry_run_param,
@@ -75,16 +81,14 @@ def customer_offboarding():
     def offboard_customer() -> dict:
         """End the relationship and delete the PBX/SIP configuration in one transaction."""
         from telco_lifecycle.rules import offboarding
-        from telco_lifecycle.subjects.erasure import approval_required
 
         context = get_current_context()
         request = _request(context)
         with telco_task(context) as conn:
             result = offboarding.offboard_unless_backdated(conn, request, run_context(context), approval_required())
         if result["backdated_without_approval"]:
-            deliver(Alert("back-dated relationship end without approval (switched off by the deployment)",
-                          context["dag"].dag_id, context["run_id"], "offboard_customer",
-                          facts={"relationship_end": result["relationship_ended_on"]}))
+            announce_without_approval(context, "offboard_customer", "back-dated relationship end",
+                                      {"relationship_end": result["relationship_ended_on"]})
         print(result["message"])
         return result
 

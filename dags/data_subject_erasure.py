@@ -29,8 +29,15 @@ technical ones); the statement says what was kept and why. `dry_run` counts only
 
 from airflow.sdk import TriggerRule, get_current_context, task
 
-from telco_lifecycle.workflows.alerts import Alert, deliver, request_deadline
-from telco_lifecycle.workflows.approvals import RecordedApproval, approval_given, recorded_answer
+from telco_lifecycle.workflows.alerts import request_deadline
+from telco_lifecycle.workflows.approvals import (
+    APPROVAL_SETTING,
+    RecordedApproval,
+    announce_without_approval,
+    approval_given,
+    approval_required,
+    recorded_answer,
+)
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     dry_run_param,
@@ -67,17 +74,15 @@ def data_subject_erasure():
     @task.branch(retries=0)
     def approval_gate(planned: dict) -> str:
         """Approval unless the deployment switched it off (or a dry run, which erases nothing)."""
-        from telco_lifecycle.subjects import erasure
 
         context = get_current_context()
         with lifecycle_task(context):
-            required = erasure.approval_required()
+            required = approval_required()
         needed = required and not context["params"]["dry_run"]
-        print(f"approval {'required' if needed else 'not required'} ({erasure.APPROVAL_SETTING}="
+        print(f"approval {'required' if needed else 'not required'} ({APPROVAL_SETTING}="
               f"{'true' if required else 'false'})")
-        if not required:  # the deployment switched the second person off: the team is told every time
-            deliver(Alert("erasure without approval (switched off by the deployment)", context["dag"].dag_id,
-                          context["run_id"], "approval_gate", facts={"setting": f"{erasure.APPROVAL_SETTING}=false"}))
+        if not required:
+            announce_without_approval(context, "approval_gate", "erasure", {})
         return "approve_erasure" if needed else "erase"
 
     approve = RecordedApproval(
@@ -96,7 +101,7 @@ def data_subject_erasure():
         params = context["params"]
         dry_run = bool(params["dry_run"])
         with telco_task(context) as conn:
-            approval = approval_given(conn, context, erasure.approval_required() and not dry_run, "erasure")
+            approval = approval_given(conn, context, approval_required() and not dry_run, "erasure")
             result = erasure.erase(conn, planned, params["requested_by"], approval, dry_run, run_context(context))
         print(result["message"])
         return result

@@ -7,6 +7,8 @@ import os
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from telco_lifecycle.settings import SESSION_JIT
+
 # Bounds on how long a purge may wait for a lock or run one statement, so that a
 # blocked purge fails clearly (and Airflow retries it) instead of stalling the database.
 # The environment may override them (PostgreSQL durations, e.g. "2s", "30min").
@@ -36,17 +38,10 @@ def connect(database_url: str, application_name: str = "telco_lifecycle"):
     return conn
 
 
-# No JIT: the policy's statements reach every CDR month partition, so their estimated cost
-# passes jit_above_cost and PostgreSQL compiles thousands of functions (one set per
-# partition) for a query that then runs in milliseconds: the accounting status counts
-# took 64 s with JIT and 0.2 s without, at 300 customers.
-JIT = "off"
-
-
 def apply_session_settings(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("SET TIME ZONE 'Europe/Copenhagen'")
-        cur.execute(f"SET jit = {JIT}")
+        cur.execute(f"SET jit = {SESSION_JIT}")
         cur.execute("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                     (os.environ.get("LIFECYCLE_LOCK_TIMEOUT", LOCK_TIMEOUT),
                      os.environ.get("LIFECYCLE_STATEMENT_TIMEOUT", STATEMENT_TIMEOUT)))

@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import html
 import json
-import os
 
 from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
@@ -32,22 +31,11 @@ from telco_lifecycle.report_files import report_folder, write_report
 from telco_lifecycle.subjects.access import file_stem
 from telco_lifecycle.subjects.report_retention import remove_customer_files
 
-APPROVAL_SETTING = "LIFECYCLE_REQUIRE_ERASURE_APPROVAL"
 ACTION = "erase_on_request"
 
 
 class ErasureRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
-
-
-def approval_required() -> bool:
-    """Deployment configuration only (never a trigger param): approval is on unless switched off."""
-    value = os.environ.get(APPROVAL_SETTING, "true").strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise ErasureRefused(f"{APPROVAL_SETTING}={value!r} is neither true nor false; nothing was changed")
 
 
 @dataclasses.dataclass(frozen=True)

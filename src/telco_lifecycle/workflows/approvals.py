@@ -25,12 +25,32 @@ from telco_lifecycle.errors import Refused
 from telco_lifecycle.workflows.common import lifecycle_task, run_context, run_date, telco_task
 
 APPROVERS_SETTING = "LIFECYCLE_APPROVERS"
+# The deployment's switch for every HITL approval (erasure, back-dated offboarding ends).
+APPROVAL_SETTING = "LIFECYCLE_REQUIRE_ERASURE_APPROVAL"
 ANSWERED = "approval_answered"
 
 
 class ApprovalRefused(Refused):
     """An approval that does not count: no approver but the requester, or answered by the user
     who triggered the run, or missing; nothing was changed."""
+
+
+def approval_required() -> bool:
+    """Deployment configuration only (never a trigger param): approval is on unless switched off."""
+    value = os.environ.get(APPROVAL_SETTING, "true").strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise ApprovalRefused(f"{APPROVAL_SETTING}={value!r} is neither true nor false; nothing was changed")
+
+
+def announce_without_approval(context: Context, task_id: str, what: str, facts: dict[str, str]) -> None:
+    """The deployment switched the second person off: the team is told on every such run."""
+    from telco_lifecycle.workflows.alerts import Alert, deliver
+
+    deliver(Alert(f"{what} without approval (switched off by the deployment)", context["dag"].dag_id,
+                  context["run_id"], task_id, facts={**facts, "setting": f"{APPROVAL_SETTING}=false"}))
 
 
 def approvers() -> list[str]:
