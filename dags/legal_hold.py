@@ -14,21 +14,50 @@ customer is deleted by any rule or request: every purge skips the customer and l
 | `requested_by` | who asks, required |
 
 Placing writes the hold (placed on the run's date) and its audit row in one
-transaction; placing the same case again is a no-op. Releasing sets `released_on`
-to the run's date: the next run of each retention DAG deletes whatever has become
-due meanwhile. Releasing a case that holds nothing is refused and changes nothing.
+transaction; placing the same case again is a no-op.
+
+Releasing re-enables deletion, so it needs a second person:
+
+- `check_request`: refuses, changing nothing, an unknown customer, a case that holds
+  nothing, or a hold placed after the run's date; says what the release makes deletable
+- `approval_gate`: a release waits for approval unless the deployment switched approvals off
+  (`LIFECYCLE_REQUIRE_ERASURE_APPROVAL=false`: then every release says so, with an alert)
+- `approve_release`: human in the loop (*Required actions*), answered by an approver
+  (`LIFECYCLE_APPROVERS`) who is not the user who triggered the run; the answer goes to the
+  audit trail with both identities as Airflow recorded them
+- `apply_legal_hold`: places, or (approved) sets `released_on` to the run's date, with its
+  audit row; the next run of each retention DAG deletes whatever has become due meanwhile
+- `summarise`: the outcome; after a rejection the hold stays in force and the run says who
+  rejected it
 """
 
-from airflow.sdk import Param, get_current_context, task
+from airflow.sdk import Param, TriggerRule, get_current_context, task
 
+from telco_lifecycle.workflows.approvals import (
+    APPROVAL_SETTING,
+    RecordedApproval,
+    announce_without_approval,
+    approval_given,
+    approval_required,
+    recorded_answer,
+)
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     lifecycle_dag,
+    lifecycle_task,
     requested_by_param,
     run_context,
     run_date,
     telco_task,
 )
+
+
+def _request(context):
+    from telco_lifecycle.rules import legal_holds
+
+    params = context["params"]
+    return legal_holds.HoldRequest(int(params["customer_id"]), params["action"], params["case_reference"],
+                                   params["requested_by"], run_date(context))
 
 
 @lifecycle_dag(
@@ -49,20 +78,68 @@ from telco_lifecycle.workflows.common import (
 )
 def legal_hold():
     @task(retries=0)
-    def apply_legal_hold() -> dict:
-        """Place or release the hold in one transaction with its audit row."""
+    def check_request() -> dict:
+        """Refuse what cannot be done as asked; what a release would make deletable."""
         from telco_lifecycle.rules import legal_holds
 
         context = get_current_context()
-        params = context["params"]
-        request = legal_holds.HoldRequest(int(params["customer_id"]), params["action"], params["case_reference"],
-                                          params["requested_by"], run_date(context))
         with telco_task(context) as conn:
-            result = legal_holds.apply(conn, request, run_context(context))
+            return legal_holds.check(conn, _request(context))
+
+    @task.branch(retries=0)
+    def approval_gate() -> str:
+        """A release waits for a second person unless the deployment switched approvals off."""
+        context = get_current_context()
+        if context["params"]["action"] == "place":
+            return "apply_legal_hold"
+        with lifecycle_task(context):
+            required = approval_required()
+        print(f"release approval {'required' if required else 'not required'} ({APPROVAL_SETTING}="
+              f"{'true' if required else 'false'})")
+        if not required:
+            announce_without_approval(context, "approval_gate", "legal hold release", {})
+        return "approve_release" if required else "apply_legal_hold"
+
+    approve = RecordedApproval(
+        task_id="approve_release",
+        subject="Release legal hold {{ params.case_reference }} of customer {{ params.customer_id }}?",
+        body="{{ ti.xcom_pull(task_ids='check_request')['approval_body'] }}",
+        retries=0,
+    )
+
+    @task(retries=0, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def apply_legal_hold() -> dict:
+        """Place or (approved) release the hold in one transaction with its audit row."""
+        from telco_lifecycle.rules import legal_holds
+
+        context = get_current_context()
+        request = _request(context)
+        with telco_task(context) as conn:
+            approval = None
+            if request.action == "release":
+                approval = approval_given(conn, context, approval_required(), "releasing a legal hold")
+            result = legal_holds.apply(conn, request, run_context(context), approval)
         print(result["message"])
         return result
 
-    apply_legal_hold()
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def summarise() -> dict:
+        """The run's outcome; a rejected release leaves the hold in force."""
+        context = get_current_context()
+        result = context["ti"].xcom_pull(task_ids="apply_legal_hold")
+        if result is None:
+            with telco_task(context) as conn:
+                answer = recorded_answer(conn, context["run_id"]) or {}
+            result = {"action": "release", "released": False, "rejected_by": answer.get("responded_by"),
+                      "message": f"release of hold {context['params']['case_reference']} rejected by "
+                                 f"{answer.get('responded_by')}: the hold stays in force"}
+        print(result["message"])
+        return result
+
+    gate = approval_gate()
+    applied = apply_legal_hold()
+    check_request() >> gate >> [approve, applied]
+    approve >> applied >> summarise()
 
 
 legal_hold()

@@ -7,6 +7,16 @@ from zoneinfo import ZoneInfo
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
+# A conf each manual DAG accepts (what it acts on is irrelevant: it must not get that far).
+VALID_CONF = {
+    "customer_offboarding": {"customer_id": 1, "requested_by": "test"},
+    "customer_return": {"customer_id": 1, "requested_by": "test"},
+    "legal_hold": {"customer_id": 1, "action": "release", "case_reference": "X", "requested_by": "test"},
+    "data_subject_access": {"customer_id": 1, "requested_by": "test"},
+    "data_subject_erasure": {"customer_id": 1, "requested_by": "test"},
+    "restore_reconciliation": {"requested_by": "test"},
+}
+
 
 def at(day: dt.date, hour: int = 3) -> dt.datetime:
     """A logical date on `day`, Copenhagen time (vary `hour` to run a DAG twice for one day)."""
@@ -52,9 +62,18 @@ def rows_of(telco, customer_id: int) -> dict[str, int]:
     return counts
 
 
-def hold(run_dag, customer_id: int, action: str, case: str = "SKP-TEST-1"):
-    return run_dag("legal_hold", {"customer_id": customer_id, "action": action, "case_reference": case,
-                                  "requested_by": "test"})
+def hold(run_dag, customer_id: int, action: str, case: str = "SKP-TEST-1", answer: str | None = "Approve",
+         logical_date: dt.datetime | None = None):
+    """Place or release a hold through the legal_hold DAG; a release is answered `answer` by a
+    second person (None: nobody answers, for a release refused before it asks)."""
+    from conftest import respond_to_approval
+
+    responder = respond_to_approval("legal_hold", "approve_release", answer) if action == "release" and answer else None
+    result = run_dag("legal_hold", {"customer_id": customer_id, "action": action, "case_reference": case,
+                                    "requested_by": "test"}, logical_date)
+    if responder:
+        responder.join(timeout=5)
+    return result
 
 
 def cdr_partitions(telco) -> list[str]:

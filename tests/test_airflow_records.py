@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import load_dagbag
+from conftest import load_dagbag, respond_to_approval
 
 RUN_DATE = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 # What the sweep fills in for a required param, by name: add one for a new param.
@@ -95,8 +95,10 @@ def test_no_personal_data_in_airflow_records_of_any_manual_run(telco, run_dag, m
     for dag_id in order + [d for d in dag_ids if d not in order]:
         conf = conf_for(dag_id, customer)
         run(dag_id, conf)
-        if dag_id == "legal_hold":  # released again, so that the offboarding and erasure act
+        if dag_id == "legal_hold":  # released again (approved), so that the offboarding and erasure act
+            responder = respond_to_approval(dag_id, "approve_release", "Approve")
             run(dag_id, {**conf, "action": "release"})
+            responder.join(timeout=5)
     for dag_id in ("reports_retention", "airflow_metadata_retention"):  # daily, triggered by hand too
         run(dag_id, {"dry_run": True})
     assert [r.state for r in runs if r.dag_id in order] == ["success"] * 5

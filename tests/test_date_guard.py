@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 from conftest import load_dagbag
-from retention_helpers import at
+from retention_helpers import VALID_CONF, at
 
 from telco_lifecycle.database import connect
 from telco_lifecycle.guards import (
@@ -54,15 +54,6 @@ def test_every_dag_refuses_a_future_logical_date_before_it_reads_anything(telco,
     assert telco.fingerprint() == before
 
 
-# A conf each DAG accepts (what it acts on is irrelevant: it must not get that far).
-VALID_CONF = {
-    "customer_offboarding": {"customer_id": 1, "requested_by": "test"},
-    "customer_return": {"customer_id": 1, "requested_by": "test"},
-    "legal_hold": {"customer_id": 1, "action": "release", "case_reference": "X", "requested_by": "test"},
-    "data_subject_access": {"customer_id": 1, "requested_by": "test"},
-    "data_subject_erasure": {"customer_id": 1, "requested_by": "test"},
-    "restore_reconciliation": {"requested_by": "test"},
-}
 
 
 @pytest.mark.parametrize("dag_id, conf", [

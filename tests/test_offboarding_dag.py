@@ -6,14 +6,15 @@ import datetime as dt
 
 import pytest
 from conftest import ANCHOR, respond_to_approval
+from retention_helpers import hold
 
 EVIDENCE = ("lifecycle_audit", "lifecycle_audit_link", "lifecycle_audit_head")  # the trail grows by design
 
 def active_customer_with_config(telco, held: bool = False) -> int:
-    hold = "" if held else "NOT"
+    negation = "" if held else "NOT"
     return telco.scalar(f"""
         SELECT c.customer_id FROM customers c
-        WHERE c.relationship_ended_on IS NULL AND {hold} lifecycle_on_hold(c.customer_id)
+        WHERE c.relationship_ended_on IS NULL AND {negation} lifecycle_on_hold(c.customer_id)
           AND EXISTS (SELECT 1 FROM pbx_configs p WHERE p.customer_id = c.customer_id)
           AND EXISTS (SELECT 1 FROM sip_peers s WHERE s.customer_id = c.customer_id)
         ORDER BY c.customer_id LIMIT 1""")
@@ -102,8 +103,7 @@ def test_offboarding_under_legal_hold_records_the_end_and_defers_the_deletion(te
     assert holds_in_force(telco.conn)["deferred_offboarding"] == deferred_before + 1
 
     for number, case in enumerate(cases, 1):  # only the release of the last hold deletes
-        dag_run, xcom = run_dag("legal_hold", {"customer_id": customer, "action": "release", "case_reference": case,
-                                               "requested_by": "test"})
+        dag_run, xcom = hold(run_dag, customer, "release", case)
         assert dag_run.state == "success"
         assert config_rows(telco, customer) == (0 if number == len(cases) else kept)
     assert "deferred PBX/SIP deletion done" in xcom["apply_legal_hold"]["message"]

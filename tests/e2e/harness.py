@@ -104,8 +104,9 @@ class AirflowE2E:
         self.wait_for_dag(dag_id)
         self.dags.patch_dag(dag_id, self.client.DAGPatchBody(is_paused=False))
 
-    def trigger(self, dag_id: str, conf: dict) -> str:
-        run = self.runs.trigger_dag_run(dag_id, self.client.TriggerDAGRunPostBody(logical_date=None, conf=conf))
+    def trigger(self, dag_id: str, conf: dict, logical_date: dt.datetime | None = None) -> str:
+        run = self.runs.trigger_dag_run(dag_id, self.client.TriggerDAGRunPostBody(logical_date=logical_date,
+                                                                                   conf=conf))
         return run.dag_run_id
 
     def wait(self, dag_id: str, run_id: str, states=FINISHED, timeout: float = RUN_TIMEOUT) -> str:
@@ -167,26 +168,33 @@ class AirflowE2E:
         config = self.client.Configuration(host=self.url, access_token=self.token(username, password))
         return self.client.TaskInstanceApi(self.client.ApiClient(config))
 
-    def answer_approval(self, dag_id: str, run_id: str, option: str, timeout: float = RUN_TIMEOUT,
-                        as_requester: bool = False) -> str:
-        """Wait for the run's human-in-the-loop request, answer it with `option` as the approver
-        (or, `as_requester`, as the user who triggered the run); its task id."""
+    def wait_for_input(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT):
+        """The run's human-in-the-loop request once its task is parked (`awaiting_input`)."""
         deadline = time.monotonic() + timeout
         while not (pending := self.tasks.get_hitl_details(dag_id, run_id, response_received=False).hitl_details):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no approval request in {dag_id} {run_id}: {self.task_states(dag_id, run_id)}")
             time.sleep(1)
         request = pending[0]
+        while self.tasks.get_task_instance(dag_id, run_id, request.task_instance.task_id).state.value \
+                != "awaiting_input":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{request.task_instance.task_id} never waited for input:"
+                                   f" {self.task_states(dag_id, run_id)}")
+            time.sleep(1)
+        return request
+
+    def answer_approval(self, dag_id: str, run_id: str, option: str, timeout: float = RUN_TIMEOUT,
+                        as_requester: bool = False) -> str:
+        """Wait for the run's human-in-the-loop request, answer it with `option` as the approver
+        (or, `as_requester`, as the user who triggered the run); its task id."""
+        request = self.wait_for_input(dag_id, run_id, timeout)
         assert option in request.options, request.options
         task_id = request.task_instance.task_id
         # Answer as a person would: once the task is parked and the executor has reported its
         # first process done. An answer within ~1 s of parking races that report in Airflow
         # 3.3.2 (the scheduler then fails the resumed task: "finished with state success, but
         # the task instance's state attribute is queued").
-        while self.tasks.get_task_instance(dag_id, run_id, task_id).state.value != "awaiting_input":
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{task_id} never waited for input: {self.task_states(dag_id, run_id)}")
-            time.sleep(1)
         time.sleep(HUMAN_DELAY)
         answering = self.tasks if as_requester else self.as_user(APPROVER, APPROVER_PASSWORD)
         answering.update_hitl_detail(dag_id, run_id, task_id, -1,
@@ -213,6 +221,13 @@ def active_customer(telco: TelcoDatabase) -> int:
           AND EXISTS (SELECT 1 FROM sip_peers s WHERE s.customer_id = c.customer_id)
         ORDER BY random() LIMIT 1""")
 
+
+
+def ended_customer(telco: TelcoDatabase) -> int:
+    """A customer of our own whose relationship ended ten days ago (nothing due by retention yet)."""
+    customer = telco.scalar("SELECT greatest(max(customer_id), 99999) + 1 FROM customers")
+    insert_ended_customer(telco, customer, dt.date.today() - dt.timedelta(days=10))
+    return customer
 
 
 def insert_ended_customer(telco: TelcoDatabase, customer_id: int, ended_on) -> None:

@@ -3,11 +3,9 @@ REST API (the HITL endpoints), approved in one run and rejected in another."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
-from e2e.harness import assert_run_logged_its_audit_rows, insert_ended_customer, personal_data_left, requires_dag
+from e2e.harness import assert_run_logged_its_audit_rows, ended_customer, personal_data_left, requires_dag
 from telco_lifecycle.policy import load_policy
 
 pytestmark = [pytest.mark.e2e, requires_dag("data_subject_erasure")]
@@ -18,15 +16,8 @@ def erasable_rules():
     return [rule for rule in load_policy().rules if rule.erasure.on_request]
 
 
-def ended_customer(e2e) -> int:
-    """A customer of our own whose relationship ended ten days ago (nothing due by retention yet)."""
-    customer = e2e.telco.scalar("SELECT greatest(max(customer_id), 99999) + 1 FROM customers")
-    insert_ended_customer(e2e.telco, customer, dt.date.today() - dt.timedelta(days=10))
-    return customer
-
-
 def test_approved_erasure_erases_what_the_policy_allows(e2e):
-    customer = ended_customer(e2e)
+    customer = ended_customer(e2e.telco)
     e2e.unpause(DAG)
     run_id = e2e.trigger(DAG, {"customer_id": customer, "requested_by": "e2e-test", "dry_run": False})
 
@@ -40,7 +31,7 @@ def test_approved_erasure_erases_what_the_policy_allows(e2e):
 
 
 def test_rejected_erasure_changes_nothing(e2e):
-    customer = ended_customer(e2e)
+    customer = ended_customer(e2e.telco)
     before = e2e.telco.fingerprint()
     e2e.unpause(DAG)
     run_id = e2e.trigger(DAG, {"customer_id": customer, "requested_by": "e2e-test", "dry_run": False})
@@ -58,7 +49,7 @@ def test_rejected_erasure_changes_nothing(e2e):
 def test_the_requester_cannot_approve_their_own_erasure(e2e):
     """Separation of duties through the REST API: the user who triggered the run answers
     Approve; the answer is refused, the run fails, nothing is erased, the refusal is recorded."""
-    customer = ended_customer(e2e)
+    customer = ended_customer(e2e.telco)
     before = e2e.telco.fingerprint()
     e2e.unpause(DAG)
     run_id = e2e.trigger(DAG, {"customer_id": customer, "requested_by": "e2e-test", "dry_run": False})

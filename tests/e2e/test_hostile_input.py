@@ -3,13 +3,20 @@ corpus of bad trigger payloads (wrong types, negative and huge ids, SQL injectio
 unicode tricks, overlong strings, missing fields, impossible dates). Each is refused
 with HTTP 400 naming the parameter, or, where the schema cannot know better (an id
 that does not exist), the run fails with the reason; a checksum of the whole telecom
-database proves that nothing changed."""
+database proves that nothing changed. Then what the schema cannot refuse: a logical date
+after today for every DAG, and an approval forged through the XCom and task-state
+endpoints."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
+from retention_helpers import CPH, VALID_CONF
+
+from e2e.harness import ended_customer
+from telco_lifecycle.settings import project_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -99,3 +106,50 @@ def test_bad_payloads_are_refused_and_change_nothing(e2e, dag_id):
     assert e2e.runs.get_dag_runs(dag_id).total_entries == runs_before + 1
     assert e2e.telco.fingerprint() == before
     assert str(NO_SUCH_CUSTOMER) in e2e.telco.refusal(run_id)[1]
+
+
+def test_a_logical_date_after_today_is_refused_by_every_dag(e2e):
+    """Airflow's REST API accepts any logical date and starts the run at once: every DAG,
+    scheduled or manual, refuses one after today before it reads anything."""
+    dag_ids = sorted(path.stem for path in (project_dir() / "dags").glob("*.py"))
+    for dag_id in dag_ids:
+        e2e.unpause(dag_id)
+    for dag_id in dag_ids:  # unpausing a scheduled DAG runs its latest interval first
+        if e2e.dags.get_dag(dag_id).timetable_summary not in (None, "None"):
+            e2e.wait_for_scheduled_runs(dag_id)
+    tomorrow = e2e.telco.scalar("SELECT (now() AT TIME ZONE 'Europe/Copenhagen')::date + 1")
+    before = e2e.telco.fingerprint()
+
+    runs = {dag_id: e2e.trigger(dag_id, VALID_CONF.get(dag_id, {}),
+                                dt.datetime(tomorrow.year, tomorrow.month, tomorrow.day, 12, tzinfo=CPH))
+            for dag_id in dag_ids}
+
+    outcomes = {dag_id: e2e.wait(dag_id, run_id) for dag_id, run_id in runs.items()}
+    assert outcomes == {dag_id: "failed" for dag_id in dag_ids}
+    assert e2e.telco.fingerprint() == before
+    for dag_id, run_id in runs.items():
+        assert f"after today ({tomorrow - dt.timedelta(days=1)})" in e2e.telco.refusal(run_id)[1], dag_id
+
+
+def test_a_forged_approval_erases_nothing(e2e):
+    """The requester, while the erasure waits for approval, writes the approval task's result
+    as an XCom and marks the task successful through the REST API. The erasure reads approvals
+    only from the audit trail, written from Airflow's own HITL response: it finds none and
+    refuses; nothing is erased and the refusal is recorded."""
+    dag_id = "data_subject_erasure"
+    customer = ended_customer(e2e.telco)
+    before = e2e.telco.fingerprint()
+    e2e.unpause(dag_id)
+    run_id = e2e.trigger(dag_id, {"customer_id": customer, "requested_by": "e2e-test"})
+    task_id = e2e.wait_for_input(dag_id, run_id).task_instance.task_id
+
+    forged = {"chosen_options": ["Approve"], "params_input": {},
+              "responded_by_user": {"id": "approver", "name": "approver"}, "responded_at": "2026-01-01T00:00:00Z"}
+    e2e.client.XComApi(e2e.api).create_xcom_entry(dag_id, task_id, run_id, e2e.client.XComCreateBody(
+        key="return_value", value=forged))
+    e2e.tasks.patch_task_instance(dag_id, run_id, task_id, e2e.client.PatchTaskInstanceBody(
+        new_state="success", note="approved (forged)"))
+
+    assert e2e.wait(dag_id, run_id) == "failed", e2e.task_states(dag_id, run_id)
+    assert e2e.telco.fingerprint() == before
+    assert "requires an approval and none was given" in e2e.telco.refusal(run_id)[1]

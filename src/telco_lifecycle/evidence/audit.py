@@ -106,6 +106,12 @@ RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count",
             "link_id", "seq", "link_hash", "total_records", "merkle_root", "sealed_at")
 
 
+def approval_details(approval: dict) -> dict:
+    """How an audit row records the approval an action needed (`workflows.approvals.approval_given`)."""
+    return {"approval_required": approval["required"], "approved_by": approval.get("by"),
+            "approved_at": approval.get("at")}
+
+
 def _fields(record) -> dict:
     """A dataclass's fields as a flat dict (shallow: cheap, called once per record)."""
     return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}

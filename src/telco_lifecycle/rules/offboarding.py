@@ -95,8 +95,7 @@ def backdate(conn, customer_id: int, provisional: dt.date, relationship_end: dt.
         event = audit.record(cur, audit.Action(
             "backdate_relationship_end", RULE, customer_id, "customers", 1, provisional, False,
             {"relationship_ended_on": relationship_end.isoformat(), "provisional_end": provisional.isoformat(),
-             "approved_by": approval.get("by"), "approved_at": approval.get("at"),
-             "approval_required": approval["required"]}), run)
+             **audit.approval_details(approval)}), run)
     audit.emit([event])
     return {"customer_id": customer_id, "relationship_ended_on": relationship_end.isoformat(),
             "message": f"customer {customer_id}: relationship end back-dated to {relationship_end}"

@@ -155,8 +155,7 @@ def erase(conn, planned: dict, requested_by: str, approval: dict, dry_run: bool,
     customer_id, as_of = planned["customer_id"], dt.date.fromisoformat(planned["as_of"])
     params = {"customer_id": customer_id, "as_of": as_of}
     # Who asked is free text: in the erasure statement (reports), not in the append-only trail.
-    details = {"approval_required": approval["required"],
-               "approved_by": approval.get("by"), "approved_at": approval.get("at")}
+    details = audit.approval_details(approval)
     erased: dict[str, int] = {}
     events = []
     for rule in (r for r in policy.rules if rule_ids is None or r.id in rule_ids):
