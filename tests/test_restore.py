@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
-from conftest import SERVER, copy_of
+from conftest import SERVER, copy_of, respond_to_approval
 
 from telco_lifecycle.cli import main as lifecycle
 from telco_lifecycle.local.env import drop_database
@@ -172,6 +172,30 @@ def test_a_restored_backup_gets_its_deletions_again(telco, run_dag, operator):
     assert xcom["reconcile"]["steps"] == [] and "nothing to re-apply" in xcom["reconcile"]["message"]
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit") == audit_rows
     assert state(telco) == before_restore
+
+
+def test_an_approved_back_dated_end_comes_back_with_the_restore(telco, run_dag, operator, monkeypatch):
+    """The ledger holds the approved back-dating, so the reconciliation moves the end back again
+    instead of leaving the offboarding's provisional date (the clocks would start late)."""
+    monkeypatch.delenv("LIFECYCLE_REQUIRE_ERASURE_APPROVAL")
+    taken = operator("before_backdate")
+    leaving = customer(telco, "c.relationship_ended_on IS NULL")
+    backdated = DAY - dt.timedelta(days=90)
+    responder = respond_to_approval("customer_offboarding", "approve_backdate", "Approve")
+    dag_run, _ = run_dag("customer_offboarding", {"customer_id": leaving, "requested_by": "test",
+                                                  "relationship_end": backdated.isoformat()}, moment(DAY, 9))
+    responder.join(timeout=5)
+    assert dag_run.state == "success"
+    after = state(telco)
+
+    restore(telco, taken)
+    dag_run, xcom = run_dag("restore_reconciliation", {"requested_by": "test"})
+
+    assert dag_run.state == "success"
+    assert [(s["kind"], s["customers"]) for s in xcom["reconcile"]["steps"]] == [
+        ("offboard", [leaving]), ("backdate", [leaving])]
+    assert telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (leaving,)) == backdated
+    assert state(telco) == after
 
 
 def test_a_restore_that_is_not_the_latest(telco, run_dag, operator, capsys):

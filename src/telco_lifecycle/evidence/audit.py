@@ -149,13 +149,14 @@ def record_per_customer(cur, change: str, owner: str, params: dict, action: Acti
 # Committed actions that remove or reduce data, or change what may be removed: these
 # also go to the evidence store's ledger, outside the database (restore-safe deletions).
 LEDGER_ACTIONS = frozenset({"delete", "anonymise", "drop_partition", "erase_on_request", "end_relationship",
-                            "place_legal_hold", "release_legal_hold", "file_remove"})
+                            "backdate_relationship_end", "place_legal_hold", "release_legal_hold", "file_remove"})
 
 
 # What a restore's reconciliation needs to do the action again (rules/restore.py): the
-# end date an offboarding set and the hold's id (from the record); the case a hold belongs
+# end date an offboarding set (and the one an approved back-dating replaced), the hold's id
+# (from the record); the case a hold belongs
 # to is free text, so it reaches the ledger only (an event's `ledger`), never the trail.
-REPLAY_DETAILS = ("relationship_ended_on", "legal_hold_id")
+REPLAY_DETAILS = ("relationship_ended_on", "provisional_end", "legal_hold_id")
 
 
 def ledger_entry(event: dict) -> dict:

@@ -85,21 +85,25 @@ def offboard_unless_backdated(conn, request: OffboardingRequest, run: audit.RunC
 def backdate(conn, customer_id: int, provisional: dt.date, relationship_end: dt.date, approval: dict,
              run: audit.RunContext) -> dict:
     """Move an approved back-dated end into place: the offboarding recorded the run's date
-    (`provisional`) until a second person approved. One transaction with its audit row."""
+    (`provisional`) until a second person approved. One transaction with its audit row; done
+    already (a retry, a restore's reconciliation that re-runs), it is a no-op."""
+    done = {"customer_id": customer_id, "relationship_ended_on": relationship_end.isoformat()}
     with transaction(conn) as cur:
-        cur.execute("UPDATE customers SET relationship_ended_on = %s WHERE customer_id = %s"
-                    " AND relationship_ended_on = %s", (relationship_end, customer_id, provisional))
-        if cur.rowcount != 1:
+        current = require_customer(cur, customer_id, lock=True)["relationship_ended_on"]
+        if current == relationship_end:
+            return {**done, "message": f"customer {customer_id}: relationship end already {relationship_end}"}
+        if current != provisional:
             raise OffboardingRefused(f"customer {customer_id}'s relationship end is no longer {provisional};"
                                      " the back-dated end was not recorded")
+        cur.execute("UPDATE customers SET relationship_ended_on = %s WHERE customer_id = %s",
+                    (relationship_end, customer_id))
         event = audit.record(cur, audit.Action(
             "backdate_relationship_end", RULE, customer_id, "customers", 1, provisional, False,
             {"relationship_ended_on": relationship_end.isoformat(), "provisional_end": provisional.isoformat(),
              **audit.approval_details(approval)}), run)
     audit.emit([event])
-    return {"customer_id": customer_id, "relationship_ended_on": relationship_end.isoformat(),
-            "message": f"customer {customer_id}: relationship end back-dated to {relationship_end}"
-                       f" (approved by {approval.get('by') or 'no one: approval switched off'})"}
+    return {**done, "message": f"customer {customer_id}: relationship end back-dated to {relationship_end}"
+                               f" (approved by {approval.get('by') or 'no one: approval switched off'})"}
 
 
 def keep_run_date(conn, customer_id: int, provisional: dt.date, relationship_end: dt.date,

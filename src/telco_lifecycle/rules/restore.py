@@ -34,8 +34,8 @@ from telco_lifecycle.rules import legal_holds, offboarding, retention
 from telco_lifecycle.subjects import erasure
 
 KINDS = {"delete": "purge", "anonymise": "purge", "drop_partition": "partition", "end_relationship": "offboard",
-         "erase_on_request": "erase", "place_legal_hold": "hold", "release_legal_hold": "hold",
-         "file_remove": "file"}
+         "backdate_relationship_end": "backdate", "erase_on_request": "erase", "place_legal_hold": "hold",
+         "release_legal_hold": "hold", "file_remove": "file"}
 DELETING = ("purge", "offboard", "erase")  # steps that remove a customer's data
 
 
@@ -62,7 +62,7 @@ def _key(entry: dict) -> tuple:
     return (kind, entry["dag_id"], entry["run_id"], entry["as_of"],
             None if kind == "purge" else entry["customer_id"],
             entry["rule"] if kind in ("purge", "erase") else None,
-            entry["audit_id"] if kind in ("partition", "hold", "file") else None)
+            entry["audit_id"] if kind in ("partition", "backdate", "hold", "file") else None)
 
 
 def steps(gap: Gap) -> list[dict]:
@@ -114,6 +114,11 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
         removed = offboarding.offboard(conn, offboarding.OffboardingRequest(
             customers[0], as_of, who, dt.date.fromisoformat(ended) if ended else None),
             run)["deleted"]
+    elif kind == "backdate":  # approved when it was done: the end moves back again
+        entry = step["entries"][0]
+        removed = {}
+        offboarding.backdate(conn, customers[0], dt.date.fromisoformat(entry["provisional_end"]),
+                             dt.date.fromisoformat(entry["relationship_ended_on"]), {"required": False, "by": who}, run)
     elif kind == "erase":
         planned = erasure.plan(conn, customers[0], as_of)
         step["active"] = planned["active"]
