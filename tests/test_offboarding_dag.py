@@ -215,3 +215,28 @@ def test_an_end_within_the_limit_needs_no_approval(telco, run_dag, monkeypatch):
                                                   "relationship_end": recent.isoformat()}, BACKDATE_RUN)
 
     assert dag_run.state == "success" and ended_on(telco, customer) == recent
+
+
+def test_a_retry_after_the_first_try_committed_still_asks_for_the_back_dating(telco):
+    """The task died after its transaction committed the run's date: the retry's offboarding is a
+    no-op, and the back-dated end is still put to the approver (not lost, not applied)."""
+    from telco_lifecycle.database import connect
+    from telco_lifecycle.evidence.audit import RunContext
+    from telco_lifecycle.rules import offboarding
+
+    customer = active_customer_with_config(telco)
+    request = offboarding.OffboardingRequest(customer, ANCHOR, "test", BACKDATED)
+    conn = connect(telco.url)
+    try:
+        first = offboarding.offboard_unless_backdated(conn, request, RunContext("customer_offboarding", "r1", "t", 1),
+                                                      approvals_on=True)
+        retry = offboarding.offboard_unless_backdated(conn, request, RunContext("customer_offboarding", "r1", "t", 2),
+                                                      approvals_on=True)
+        with pytest.raises(offboarding.OffboardingRefused, match="correcting an end date is not an offboarding"):
+            offboarding.offboard_unless_backdated(conn, request, RunContext("customer_offboarding", "r2", "t", 1),
+                                                  approvals_on=True)  # another run: as any offboarding
+    finally:
+        conn.close()
+    assert not first["no_op"] and retry["no_op"]
+    assert first["backdate"]["requested"] == retry["backdate"]["requested"] == BACKDATED.isoformat()
+    assert ended_on(telco, customer) == ANCHOR

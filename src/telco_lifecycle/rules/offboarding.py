@@ -71,15 +71,32 @@ def offboard_unless_backdated(conn, request: OffboardingRequest, run: audit.RunC
     """`offboard`, but a back-dated end (needs_backdate_approval) with approvals on records the
     run's date and returns `backdate` (the end asked for, the approver's text) for approval;
     with approvals off it is recorded as given and `backdated_without_approval` says so."""
-    backdated = not request.dry_run and needs_backdate_approval(request.relationship_end, request.run_date)
-    if not (backdated and approvals_on):
+    end = request.relationship_end
+    backdated = not request.dry_run and needs_backdate_approval(end, request.run_date)
+    if end is None or not (backdated and approvals_on):
         return {**offboard(conn, request, run), "backdated_without_approval": backdated}
+    with conn.cursor() as cur:
+        ended = require_customer(cur, request.customer_id)["relationship_ended_on"]
+    conn.rollback()
+    if ended is not None and not _ended_by(conn, request.customer_id, run):  # offboarded by another run
+        return {**offboard(conn, request, run), "backdated_without_approval": False}
+    # not ended yet, or ended by an earlier try of this run (it died after its commit): the
+    # run's date is (or stays) recorded, and the back-dated end is put to the approver
     result = {**offboard(conn, dataclasses.replace(request, relationship_end=None), run),
               "backdated_without_approval": False}
-    if not result["no_op"] and request.relationship_end is not None:
-        result["backdate"] = {"requested": request.relationship_end.isoformat(),
-                              "body": backdate_body(request.customer_id, request.relationship_end, request.run_date)}
+    result["backdate"] = {"requested": end.isoformat(),
+                          "body": backdate_body(request.customer_id, end, request.run_date)}
     return result
+
+
+def _ended_by(conn, customer_id: int, run: audit.RunContext) -> bool:
+    """Whether this run (an earlier try of it) recorded the customer's relationship end."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM lifecycle_audit WHERE action = 'end_relationship' AND NOT dry_run"
+                    " AND customer_id = %s AND dag_id = %s AND run_id = %s)", (customer_id, run.dag_id, run.run_id))
+        ended = cur.fetchone()[0]
+    conn.rollback()
+    return ended
 
 
 def backdate(conn, customer_id: int, provisional: dt.date, relationship_end: dt.date, approval: dict,
