@@ -253,30 +253,59 @@ class DeadlineDag(DAG):
             self.deadline = deadline
 
 
-async def deadline_missed(context: dict, event: str, rules: list[str]) -> None:
+async def deadline_missed(context: dict, event: str, rules: list[str], done_by_rows_of: str | None = None) -> None:
     """The `AsyncCallback` of the lifecycle's `DeadlineAlert`s (runs in the triggerer).
     `context` is what Airflow gives a deadline callback: the run (as the REST API shows it)
     and the deadline. A run that has already ended (failed, or succeeded before Airflow
-    pruned its deadline) is past the point where the alert helps: nothing is sent."""
+    pruned its deadline) is past the point where the alert helps: nothing is sent. Nor when
+    the run has committed what the deadline is about (`done_by_rows_of`: its audit rows of
+    that rule, e.g. the PBX/SIP deletion) and still runs for another reason (an approval)."""
+    from asgiref.sync import sync_to_async
+
     run = context["dag_run"]
     if run.get("state") in ("success", "failed"):
         log.info("deadline of %s %s passed after the run ended (%s): no alert", run["dag_id"], run["dag_run_id"],
                  run["state"])
+        return
+    if done_by_rows_of and await sync_to_async(_committed)(run["dag_id"], run["dag_run_id"], done_by_rows_of):
+        log.info("deadline of %s %s passed; the run has committed its %s work and waits for something else"
+                 " (an approval): no alert", run["dag_id"], run["dag_run_id"], done_by_rows_of)
         return
     await adeliver(Alert(event, run["dag_id"], run["dag_run_id"], rules=tuple(rules),
                          facts={**_run_facts(run.get("conf") or {}),
                                 "deadline": str(context["deadline"]["deadline_time"])}))
 
 
+def _committed(dag_id: str, run_id: str, rule: str) -> bool:
+    """Whether the run has committed audit rows of `rule` (done or, under a hold, deferred).
+    When the database cannot tell, the alert goes out: a check must never silence it."""
+    from telco_lifecycle.workflows.telco_db import telco_connection
+
+    try:
+        conn = telco_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT EXISTS (SELECT 1 FROM lifecycle_audit WHERE dag_id = %s AND run_id = %s"
+                            " AND rule = %s AND NOT dry_run)", (dag_id, run_id, rule))
+                return bool(cur.fetchone()[0])
+        finally:
+            conn.close()
+    except Exception:
+        log.warning("could not tell whether %s %s committed its %s work; alerting", dag_id, run_id, rule,
+                    exc_info=True)
+        return False
+
+
 def offboarding_deadline():
-    """customer_offboarding must have finished (PBX/SIP deleted and verified) this long after the trigger."""
+    """customer_offboarding must have deleted the PBX/SIP configuration this long after the
+    trigger (a run that waits longer for a back-dated end's approval has done so)."""
     minutes = int(setting("LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES"))
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
         name="pbx_sip_deletion",
         callback=AsyncCallback(deadline_missed, kwargs={
             "event": f"PBX/SIP deletion not finished within {minutes} min of the trigger",
-            "rules": ["pbx_sip_config"]}))
+            "rules": ["pbx_sip_config"], "done_by_rows_of": "pbx_sip_config"}))
 
 
 REQUEST_ALERT_DAYS = 28  # a fixed interval never later than one calendar month after the request

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from airflow.sdk import Context, Param, dag
@@ -16,6 +16,7 @@ from telco_lifecycle.errors import Refused
 from telco_lifecycle.policy_check import validate_policy
 from telco_lifecycle.settings import TELCO_CONN_ID, TIMEZONE
 from telco_lifecycle.workflows.alerts import DeadlineDag, LifecycleNotifier, task_succeeded
+from telco_lifecycle.workflows.telco_db import telco_connection
 
 if TYPE_CHECKING:
     from telco_lifecycle.database import Connection
@@ -135,18 +136,6 @@ def run_context(context: Context) -> RunContext:
         finally:
             conn.close()
     return run
-
-
-def telco_connection() -> Connection:
-    """A connection to the telecom database through the `telco_db` Airflow connection."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    from telco_lifecycle.database import apply_session_settings
-
-    # The hook's declared CompatConnection omits rollback(), which both psycopg versions have.
-    conn = cast("Connection", PostgresHook(postgres_conn_id=TELCO_CONN_ID).get_conn())
-    apply_session_settings(conn)
-    return conn
 
 
 def telco_url() -> str:

@@ -266,7 +266,7 @@ def create_app():
     from fastapi import Depends, FastAPI, Query
     from fastapi.responses import HTMLResponse
 
-    from telco_lifecycle.workflows.common import telco_connection
+    from telco_lifecycle.workflows.telco_db import telco_connection
 
     app = FastAPI(title="Retention status", dependencies=[Depends(requires_authenticated())])
     AsOf = Annotated[dt.date | None, Query(description="The day to look at (YYYY-MM-DD); default today")]
