@@ -16,7 +16,7 @@ import time
 import pytest
 from retention_helpers import CPH, VALID_CONF
 
-from e2e.harness import ended_customer
+from e2e.harness import active_customer, ended_customer
 from telco_lifecycle.settings import project_dir
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +163,25 @@ def test_a_forged_approval_erases_nothing(e2e):
     assert e2e.wait(dag_id, run_id) == "failed", e2e.task_states(dag_id, run_id)
     assert e2e.telco.fingerprint() == before
     assert "requires an approval and none was given" in e2e.telco.refusal(run_id)[1]
+
+
+def test_a_back_dated_end_approved_by_its_requester_stays_the_run_date(e2e):
+    """An offboarding back-dated 400 days (a typo would erase at the next purge): the PBX/SIP
+    deletion goes ahead, the run's date is recorded, and the requester's own Approve of the
+    back-dating is refused and recorded; the end is not moved."""
+    dag_id = "customer_offboarding"
+    customer = active_customer(e2e.telco)
+    today = e2e.telco.scalar("SELECT (now() AT TIME ZONE 'Europe/Copenhagen')::date")
+    e2e.unpause(dag_id)
+    run_id = e2e.trigger(dag_id, {"customer_id": customer, "requested_by": "e2e-test",
+                                  "relationship_end": (today - dt.timedelta(days=400)).isoformat()})
+
+    e2e.answer_approval(dag_id, run_id, "Approve", as_requester=True)
+
+    assert e2e.wait(dag_id, run_id) == "failed"
+    assert e2e.telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s",
+                            (customer,)) == today
+    assert e2e.telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
+    [reason] = [r for (r,) in e2e.telco.rows("SELECT details->>'reason' FROM lifecycle_audit WHERE run_id = %s"
+                                             " AND action = 'refused'", (run_id,))]
+    assert "who triggered the run" in reason
