@@ -82,6 +82,16 @@ def test_refusals_change_nothing(telco, run_dag, customer, action):
     assert telco.refusal(dag_run.run_id)[1]
 
 
+def test_free_text_of_a_refused_request_stays_out_of_the_trail(telco, run_dag):
+    """The case reference and who asked are free text: a refusal's audit row names neither."""
+    dag_run, _ = run_dag("legal_hold", {"customer_id": CUSTOMER, "action": "release",
+                                        "case_reference": "SKP-SECRET-77", "requested_by": "Jens Secretsen"})
+    assert dag_run.state == "failed"
+    assert "no hold in force" in telco.refusal(dag_run.run_id)[1]
+    assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE details::text LIKE '%%Secret%%'"
+                        " OR details::text LIKE '%%SECRET%%'") == 0
+
+
 @pytest.mark.parametrize("conf, problem", [
     ({"customer_id": 1, "action": "freeze", "case_reference": "X", "requested_by": "t"}, "action"),
     ({"customer_id": 1, "action": "place", "requested_by": "t"}, "case_reference"),

@@ -32,6 +32,14 @@ def holds_in_force(cur, customer_id: int) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
+def hold_ids_in_force(cur, customer_id: int) -> list[int]:
+    """Ids of the legal holds in force for the customer: how the audit trail names them (their
+    case references are free text, kept in legal_holds only)."""
+    cur.execute("SELECT legal_hold_id FROM legal_holds WHERE customer_id = %s AND released_on IS NULL"
+                " ORDER BY placed_on, legal_hold_id", (customer_id,))
+    return [row[0] for row in cur.fetchall()]
+
+
 def row_counts(cur, policy: Policy, customer_id: int) -> dict[str, int]:
     """Rows per governed table that belong to the customer."""
     counts = {}

@@ -2,9 +2,10 @@
 a date after today, a rejected approval) leaves an audit row `refused` with the rule and
 the reason, and for a data-subject request a statement the DPO can hand on.
 
-The reason is the refusal's own message: the lifecycle writes those without personal data
-(internal ids, dates, case references). The row is written in its own transaction, since
-the refused change itself wrote nothing.
+The reason is the refusal's own message: the lifecycle writes those without personal data or
+free text (internal ids, dates, hold ids; never a case reference or who asked). Who asked
+(`requested_by`, free text) goes only into the DPO's statement, a report file that expires.
+The row is written in its own transaction, since the refused change itself wrote nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def one_line(reason: str) -> str:
 
 def record_refusal(conn, run: audit.RunContext, reason: str, rule: str | None = None,
                    customer_id: int | None = None, as_of: dt.date | None = None,
-                   details: dict | None = None) -> dict:
+                   details: dict | None = None, requested_by: str | None = None) -> dict:
     """Write and emit the audit row of a refusal; the event (with `statement`, the path of
     the DPO's statement, for a data-subject request)."""
     reason = one_line(reason)
@@ -43,7 +44,7 @@ def record_refusal(conn, run: audit.RunContext, reason: str, rule: str | None = 
     audit.emit([event])
     log.error("refused: %s", reason)
     if run.dag_id in REQUEST_KINDS:
-        event["statement"] = str(write_statement(event))
+        event["statement"] = str(write_statement(event, requested_by))
     return event
 
 
@@ -52,7 +53,7 @@ def statement_stem(dag_id: str, customer_id: int | None, run_id: str) -> Path:
     return report_folder("refusals") / (f"{dag_id}_customer_{customer_id}_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id))
 
 
-def write_statement(event: dict) -> Path:
+def write_statement(event: dict, requested_by: str | None = None) -> Path:
     """The statement of a refused data-subject request (JSON and HTML, Danish and English),
     under LIFECYCLE_REPORTS_DIR/refusals/; returns the HTML's path."""
     kind_en, kind_da = REQUEST_KINDS[event["dag_id"]]
@@ -61,7 +62,8 @@ def write_statement(event: dict) -> Path:
     moment = recorded if isinstance(recorded, dt.datetime) else dt.datetime.fromisoformat(recorded)
     statement = {"request": kind_en, "customer_id": event["customer_id"], "run_id": event["run_id"],
                  "refused_at": moment.isoformat(), "reason": event["details"]["reason"],
-                 "rule": event["rule"], "audit_id": event["audit_id"], "row_hash": event["row_hash"]}
+                 "rule": event["rule"], "requested_by": requested_by, "audit_id": event["audit_id"],
+                 "row_hash": event["row_hash"]}
     write_report(stem.with_suffix(".json"), json.dumps(statement, indent=2))
     e = html.escape
     write_report(stem.with_suffix(".html"), f"""<!DOCTYPE html>
@@ -70,10 +72,12 @@ def write_statement(event: dict) -> Path:
 <h1>Afvist anmodning om {kind_da}</h1>
 <p>Anmodningen om {kind_da} for kunde {e(str(event['customer_id']))} blev afvist den {moment:%Y-%m-%d kl. %H:%M}.</p>
 <p><b>Begrundelse:</b> {e(statement['reason'])}</p>
+<p><b>Anmodet af:</b> {e(requested_by or '-')}</p>
 <h2>Refused request for {kind_en}</h2>
 <p>The request for {kind_en} for customer {e(str(event['customer_id']))} was refused on {moment:%Y-%m-%d at %H:%M}
 (Europe/Copenhagen).</p>
 <p><b>Reason:</b> {e(statement['reason'])}</p>
+<p><b>Requested by:</b> {e(requested_by or '-')}</p>
 <p><small>Audit trail: entry {event['audit_id']}, SHA-256 {e(event['row_hash'])}; run {e(event['run_id'])}.</small></p>
 </body></html>
 """)

@@ -78,7 +78,7 @@ def return_customer(conn, request: ReturnRequest, run: audit.RunContext) -> dict
         event = audit.record(cur, audit.Action(
             "customer_return", "offboarding", request.customer_id, "customers", 1, request.run_date,
             request.dry_run, {"earlier_relationship_ended_on": ended.isoformat(),
-                              "returned_on": request.return_date.isoformat(), "requested_by": request.requested_by,
+                              "returned_on": request.return_date.isoformat(),
                               "contracts_keeping_their_clock": contracts}), run)
     audit.emit([event])
     verb = "would return" if request.dry_run else "returned"

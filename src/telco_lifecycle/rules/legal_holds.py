@@ -95,8 +95,8 @@ def _hold_in_force(cur, request: HoldRequest, lock: bool) -> tuple | None:
     row = cur.fetchone()
     if request.action == "release":
         if not row:
-            raise LegalHoldRefused(f"no hold in force for customer {request.customer_id} under case "
-                                   f"{request.case_reference!r}; nothing was changed")
+            raise LegalHoldRefused(f"no hold in force for customer {request.customer_id} under the case reference"
+                                   " given (the run's params); nothing was changed")
         if row[1] > request.run_date:
             raise LegalHoldRefused(f"the hold was placed on {row[1]}, after the run's date {request.run_date};"
                                    " nothing was changed")

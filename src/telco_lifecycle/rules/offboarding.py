@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
+from telco_lifecycle.customers import hold_ids_in_force, holds_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -203,12 +203,9 @@ def offboard(conn, request: OffboardingRequest, run: audit.RunContext) -> dict:
                 request.dry_run, {"relationship_ended_on": end_date.isoformat()}), run))
         kept = {item.table: rows_before[item.table] for item in rule.data}
         if cases and any(kept.values()) and already_ended is None:  # recorded once, by the offboarding
-            cur.execute("SELECT array_agg(legal_hold_id ORDER BY placed_on) FROM legal_holds"
-                        " WHERE customer_id = %s AND released_on IS NULL", (request.customer_id,))
-            hold_ids = cur.fetchone()[0]  # the trail names holds by id, never by case reference
             events.append(audit.record(cur, audit.Action(
                 "defer_deletion", RULE, request.customer_id, None, sum(kept.values()), request.run_date,
-                request.dry_run, {"legal_hold_ids": hold_ids, "kept": kept}), run))
+                request.dry_run, {"legal_hold_ids": hold_ids_in_force(cur, request.customer_id), "kept": kept}), run))
         for table, count in removed.items():
             if already_ended is None or count:
                 events.append(audit.record(cur, audit.Action(

@@ -37,6 +37,9 @@ KINDS = {"delete": "purge", "anonymise": "purge", "drop_partition": "partition",
          "backdate_relationship_end": "backdate", "erase_on_request": "erase", "place_legal_hold": "hold",
          "release_legal_hold": "hold", "file_remove": "file"}
 DELETING = ("purge", "offboard", "erase")  # steps that remove a customer's data
+# Re-applied steps were approved when first done (the ledger's entry); the trail names the
+# reconciliation, never the free text of who asked for it.
+REPLAYED_APPROVAL = {"required": False, "by": "restore_reconciliation"}
 
 
 class ReconciliationRefused(Refused):
@@ -118,11 +121,11 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
         entry = step["entries"][0]
         removed = {}
         offboarding.backdate(conn, customers[0], dt.date.fromisoformat(entry["provisional_end"]),
-                             dt.date.fromisoformat(entry["relationship_ended_on"]), {"required": False, "by": who}, run)
+                             dt.date.fromisoformat(entry["relationship_ended_on"]), REPLAYED_APPROVAL, run)
     elif kind == "erase":
         planned = erasure.plan(conn, customers[0], as_of)
         step["active"] = planned["active"]
-        removed = erasure.erase(conn, planned, who, {"required": False, "by": who}, False, run,
+        removed = erasure.erase(conn, planned, who, REPLAYED_APPROVAL, False, run,
                                 rule_ids=[step["rule"]])["erased"]
     elif kind == "hold":
         removed = {}

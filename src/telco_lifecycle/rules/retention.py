@@ -22,7 +22,7 @@ import logging
 import math
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.customers import holds_in_force
+from telco_lifecycle.customers import hold_ids_in_force, holds_in_force
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -404,12 +404,9 @@ def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
         cases = holds_in_force(cur, customer_id)
         cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
         if not cur.fetchone()[0]:
-            # The trail names the holds by id: their case references are free text (legal_holds).
-            cur.execute("SELECT array_agg(legal_hold_id ORDER BY legal_hold_id) FROM legal_holds"
-                        " WHERE customer_id = %s AND released_on IS NULL", (customer_id,))
             events.append(audit.record(cur, audit.Action(
                 "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
-                {"legal_hold_ids": cur.fetchone()[0]}), run))
+                {"legal_hold_ids": hold_ids_in_force(cur, customer_id)}), run))
     audit.emit(events)
     log.info("rule %s: customer %s skipped: legal hold (case %s)", s.rule.id, customer_id, ", ".join(cases))
     return {"customer_id": customer_id, "case_references": cases}

@@ -22,7 +22,7 @@ import datetime as dt
 import html
 import json
 
-from telco_lifecycle.customers import holds_in_force, require_customer, row_counts
+from telco_lifecycle.customers import hold_ids_in_force, require_customer, row_counts
 from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -108,10 +108,10 @@ def _is_active(state: dict, as_of: dt.date) -> bool:
 def _check(cur, customer_id: int, as_of: dt.date, lock: bool = False) -> bool:
     """Refuse an unknown or held customer; whether its relationship is active."""
     state = require_customer(cur, customer_id, lock=lock)
-    cases = holds_in_force(cur, customer_id)
-    if cases:
-        raise ErasureRefused(f"customer {customer_id} is under legal hold (case {', '.join(cases)}): "
-                             "nothing may be erased while it is in force, so nothing was changed")
+    holds = hold_ids_in_force(cur, customer_id)
+    if holds:
+        raise ErasureRefused(f"customer {customer_id} is under legal hold (hold id {', '.join(map(str, holds))}):"
+                             " nothing may be erased while it is in force, so nothing was changed")
     return _is_active(state, as_of)
 
 

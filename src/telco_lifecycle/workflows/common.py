@@ -180,14 +180,11 @@ def refuse(context, refused: Exception, rule: str | None = None) -> NoReturn:
     running = context.get("dag")
     rule_ids = {r.id for r in load_policy().rules}
     rule = rule or next((tag for tag in (running.tags if running else ()) if tag in rule_ids), None)
-    details = {"refusal": type(refused).__name__}
-    if params.get("requested_by"):
-        details["requested_by"] = params["requested_by"]
     conn = telco_connection()
     try:
         event = record_refusal(conn, run_context(context), str(refused), rule,
                                int(params["customer_id"]) if params.get("customer_id") is not None else None,
-                               run_date(context), details)
+                               run_date(context), {"refusal": type(refused).__name__}, params.get("requested_by"))
     finally:
         conn.close()
     statement = f" (statement for the DPO: {event['statement']})" if "statement" in event else ""
