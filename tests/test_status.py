@@ -201,3 +201,24 @@ def test_open_requests_show_their_legal_deadline_and_the_cli_prints_them(telco, 
     assert f"Retention status as of {ANCHOR}" in out and "crm_master_data" in out
     assert (f"access   customer 42: received 2026-06-05, legal deadline 2026-07-05 (20 day(s) left)"
             f"  {open_access_request}") in out
+
+
+def test_deletions_a_hold_defers_are_listed_under_requests(telco, capsys):
+    """An ended customer under a hold whose PBX/SIP configuration is kept until the release."""
+    from telco_lifecycle.cli import main
+
+    customer = telco.scalar("""
+        SELECT c.customer_id FROM customers c WHERE c.relationship_ended_on IS NULL AND lifecycle_on_hold(c.customer_id)
+          AND EXISTS (SELECT 1 FROM pbx_configs p WHERE p.customer_id = c.customer_id)
+        ORDER BY c.customer_id LIMIT 1""")
+    telco.execute("UPDATE customers SET relationship_ended_on = %s WHERE customer_id = %s",
+                  (ANCHOR - dt.timedelta(days=3), customer))
+    holds = [r[0] for r in telco.rows("SELECT legal_hold_id FROM legal_holds WHERE customer_id = %s"
+                                      " AND released_on IS NULL ORDER BY placed_on, legal_hold_id", (customer,))]
+
+    deferred = status_at(telco)["requests"]["deferred_deletions"]
+    assert {"customer_id": customer, "ended_on": (ANCHOR - dt.timedelta(days=3)).isoformat(),
+            "hold_ids": holds} in deferred
+    main(["status", "--database-url", telco.url, "--as-of", ANCHOR.isoformat()])
+    assert f"deferred PBX/SIP deletion: customer {customer} (ended {ANCHOR - dt.timedelta(days=3)})" in \
+        capsys.readouterr().out

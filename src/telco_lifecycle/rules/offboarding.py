@@ -257,11 +257,32 @@ def complete_deferred(conn, run_date: dt.date, run: audit.RunContext, customer_i
     return {"deleted": removed, "customers": len({event["customer_id"] for event in events})}
 
 
+def _configuration_left() -> str:
+    """SQL: customer `c` still has PBX/SIP configuration (any table of the rule)."""
+    return " OR ".join(f"EXISTS (SELECT 1 FROM {item.table} t WHERE t.{item.subject.column} = c.customer_id)"
+                       for item in load_policy().rule(RULE).data)
+
+
+def deferred_offboardings(conn, limit: int = 100) -> list[dict]:
+    """Ended customers whose PBX/SIP deletion waits for a legal hold, oldest end first (ids,
+    dates and hold ids only: the status page's Requests)."""
+    held = _configuration_left()
+    with conn.cursor() as cur:
+        cur.execute(f"""SELECT c.customer_id, c.relationship_ended_on,
+                               array_agg(h.legal_hold_id ORDER BY h.placed_on, h.legal_hold_id)
+                        FROM customers c JOIN legal_holds h ON h.customer_id = c.customer_id AND h.released_on IS NULL
+                        WHERE c.relationship_ended_on IS NOT NULL AND ({held})
+                        GROUP BY c.customer_id, c.relationship_ended_on
+                        ORDER BY c.relationship_ended_on, c.customer_id LIMIT %s""", (limit,))
+        rows = cur.fetchall()
+    conn.rollback()
+    return [{"customer_id": customer, "ended_on": ended.isoformat(), "hold_ids": holds}
+            for customer, ended, holds in rows]
+
+
 def deferred_count(conn) -> int:
-    """Ended customers whose PBX/SIP deletion waits for a legal hold (the status page)."""
-    rule = load_policy().rule(RULE)
-    held = " OR ".join(f"EXISTS (SELECT 1 FROM {item.table} t WHERE t.{item.subject.column} = c.customer_id)"
-                       for item in rule.data)
+    """How many ended customers' PBX/SIP deletion waits for a legal hold."""
+    held = _configuration_left()
     with conn.cursor() as cur:
         cur.execute(f"SELECT count(*) FROM customers c WHERE c.relationship_ended_on IS NOT NULL"
                     f" AND lifecycle_on_hold(c.customer_id) AND ({held})")

@@ -16,8 +16,9 @@ The counts come from `rules.status`; the runs from Airflow's metadata database.
 **Requests** (what waits for the data team, from Airflow's metadata database): open access and
 erasure requests (runs of `data_subject_access` / `data_subject_erasure` not yet ended) with the
 legal deadline, one month after the trigger (GDPR Art. 12(3)), and the days left; approvals
-waiting (Airflow's human-in-the-loop tasks) and for whom; the last `restore_reconciliation` run
-when that DAG exists. `lifecycle status` prints the same in the terminal.
+waiting (Airflow's human-in-the-loop tasks) and for whom; the PBX/SIP deletions a legal hold
+defers (from the telecom database: customer ids, end dates, hold ids); the last
+`restore_reconciliation` run when that DAG exists. `lifecycle status` prints the same in the terminal.
 
 Served inside Airflow's API server by plugins/retention_status.py (`create_app`): the HTML
 page at /retention-status/ (shown in the UI as "Retention status") and the same as JSON at
@@ -31,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from telco_lifecycle.evidence.audit_report import run_label
 from telco_lifecycle.policy import Policy, load_policy
+from telco_lifecycle.rules.offboarding import deferred_offboardings
 from telco_lifecycle.rules.status import WINDOW_DAYS, holds_in_force, rule_counts
 from telco_lifecycle.settings import TIMEZONE
 from telco_lifecycle.workflows.urls import run_url
@@ -142,7 +144,7 @@ def retention_status(conn, session, as_of: dt.date, policy: Policy | None = None
              for rule in policy.rules]
     return {"as_of": as_of.isoformat(), "window_days": window_days, "holds_in_force": holds_in_force(conn),
             "overdue_total": sum(rule["overdue"] for rule in rules), "rules": rules,
-            "requests": requests_status(session, as_of)}
+            "requests": {**requests_status(session, as_of), "deferred_deletions": deferred_offboardings(conn)}}
 
 
 def requests_html(requests: dict) -> str:
@@ -158,6 +160,9 @@ def requests_html(requests: dict) -> str:
         f"<tr><td>{html.escape(a['subject'])}</td><td>{html.escape(', '.join(a['for']))}</td>"
         f"<td>{html.escape(a['waiting_since'] or '')}</td><td>{link(a, a['dag_id'])}</td></tr>"
         for a in requests["approvals_waiting"])
+    deferred_rows = "".join(
+        f"<tr><td class=num>{d['customer_id']}</td><td>{d['ended_on']}</td>"
+        f"<td>{html.escape(', '.join(map(str, d['hold_ids'])))}</td></tr>" for d in requests["deferred_deletions"])
     restore = requests["last_restore_reconciliation"]
     restore_line = (f"Last restore reconciliation: {link(restore, restore['state'])}"
                     f" <span class=muted>{html.escape(restore['end_date'] or 'not ended')}</span>" if restore
@@ -171,6 +176,10 @@ def requests_html(requests: dict) -> str:
 <table class=approvals>
 <tr><th>approval waiting</th><th>for</th><th>since</th><th>DAG</th></tr>
 {approval_rows or '<tr><td colspan=4 class=muted>No approval waiting.</td></tr>'}
+</table>
+<table class=deferred>
+<tr><th>deferred PBX/SIP deletion: customer</th><th>relationship ended</th><th>legal hold id(s) in force</th></tr>
+{deferred_rows or '<tr><td colspan=3 class=muted>No deletion deferred by a legal hold.</td></tr>'}
 </table>
 <p>{restore_line}</p>"""
 
@@ -250,6 +259,8 @@ def render_text(status: dict) -> str:
               f" {r['deadline']} ({r['days_left']} day(s) left)  {r['run_id']}" for r in requests["open_requests"]]
     lines += [f"  approval: {a['subject']} - for {', '.join(a['for'])}, waiting since {a['waiting_since']}"
               for a in requests["approvals_waiting"]]
+    lines += [f"  deferred PBX/SIP deletion: customer {d['customer_id']} (ended {d['ended_on']}), held by hold"
+              f" id(s) {', '.join(map(str, d['hold_ids']))}" for d in requests["deferred_deletions"]]
     restore = requests["last_restore_reconciliation"]
     lines.append(f"Last restore reconciliation: {restore['state']} {restore['end_date'] or ''}" if restore
                  else "Last restore reconciliation: none")
