@@ -31,10 +31,9 @@ from airflow.sdk import TriggerRule, get_current_context, task
 
 from telco_lifecycle.workflows.alerts import request_deadline
 from telco_lifecycle.workflows.approvals import (
-    APPROVAL_SETTING,
     RecordedApproval,
-    announce_without_approval,
     approval_given,
+    approval_needed,
     approval_required,
     recorded_answer,
 )
@@ -74,16 +73,8 @@ def data_subject_erasure():
     @task.branch(retries=0)
     def approval_gate(planned: dict) -> str:
         """Approval unless the deployment switched it off (or a dry run, which erases nothing)."""
-
         context = get_current_context()
-        with lifecycle_task(context):
-            required = approval_required()
-        needed = required and not context["params"]["dry_run"]
-        print(f"approval {'required' if needed else 'not required'} ({APPROVAL_SETTING}="
-              f"{'true' if required else 'false'})")
-        if not required:
-            announce_without_approval(context, "approval_gate", "erasure", {})
-        return "approve_erasure" if needed else "erase"
+        return "approve_erasure" if approval_needed(context, "erasure", context["params"]["dry_run"]) else "erase"
 
     approve = RecordedApproval(
         task_id="approve_erasure",

@@ -34,17 +34,15 @@ Releasing re-enables deletion, so it needs a second person:
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from telco_lifecycle.workflows.approvals import (
-    APPROVAL_SETTING,
     RecordedApproval,
-    announce_without_approval,
     approval_given,
+    approval_needed,
     approval_required,
     recorded_answer,
 )
 from telco_lifecycle.workflows.common import (
     customer_id_param,
     lifecycle_dag,
-    lifecycle_task,
     requested_by_param,
     run_context,
     run_date,
@@ -92,13 +90,7 @@ def legal_hold():
         context = get_current_context()
         if context["params"]["action"] == "place":
             return "apply_legal_hold"
-        with lifecycle_task(context):
-            required = approval_required()
-        print(f"release approval {'required' if required else 'not required'} ({APPROVAL_SETTING}="
-              f"{'true' if required else 'false'})")
-        if not required:
-            announce_without_approval(context, "approval_gate", "legal hold release", {})
-        return "approve_release" if required else "apply_legal_hold"
+        return "approve_release" if approval_needed(context, "legal hold release") else "apply_legal_hold"
 
     approve = RecordedApproval(
         task_id="approve_release",

@@ -53,6 +53,19 @@ def announce_without_approval(context: Context, task_id: str, what: str, facts: 
                   context["run_id"], task_id, facts={**facts, "setting": f"{APPROVAL_SETTING}=false"}))
 
 
+def approval_needed(context: Context, what: str, dry_run: bool = False) -> bool:
+    """An approval gate's decision: a second person is needed unless the deployment switched
+    approvals off (then alerted) or it is a dry run; the run's log says which and why."""
+    with lifecycle_task(context):
+        required = approval_required()
+    needed = required and not dry_run
+    print(f"{what} approval {'required' if needed else 'not required'} ({APPROVAL_SETTING}="
+          f"{'true' if required else 'false'})")
+    if not required:
+        announce_without_approval(context, context["ti"].task_id, what, {})
+    return needed
+
+
 def approvers() -> list[str]:
     """The Airflow user ids allowed to approve (empty: anyone but the triggering user)."""
     return [user.strip() for user in os.environ.get(APPROVERS_SETTING, "").split(",") if user.strip()]
