@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from telco_lifecycle.customers import holds_in_force, require_customer
+from telco_lifecycle.customers import hold_ids_in_force, require_customer
 from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -39,8 +39,7 @@ def check(conn, request: HoldRequest) -> dict:
     """What the request would do, changing nothing; refuses what `apply` would refuse."""
     with transaction(conn) as cur:
         row = _hold_in_force(cur, request, lock=False)
-        remaining = len(holds_in_force(cur, request.customer_id)) - (1 if row else 0)
-    conn.rollback()
+        remaining = len(hold_ids_in_force(cur, request.customer_id)) - (1 if row else 0)
     if request.action == "place":
         return {"no_op": bool(row), "approval_body": None}
     assert row is not None  # _hold_in_force refuses the release of a case that holds nothing
