@@ -1,10 +1,12 @@
 """The "Retention status" page in the Airflow UI: telco_lifecycle.workflows.status_page served by the API
 server under /retention-status (HTML at /, JSON at /api/status, both behind Airflow's login)
-and shown in the UI's navigation as an external view (at /plugin/retention-status)."""
+and shown in the UI's navigation as an external view (at /plugin/retention-status); and the
+UI's default time zone, Europe/Copenhagen (telco_lifecycle.workflows.ui_timezone)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
 from telco_lifecycle.workflows.status_page import URL_PREFIX, create_app
+from telco_lifecycle.workflows.ui_timezone import DefaultUiTimezone
 
 
 class RetentionStatusPlugin(AirflowPlugin):
@@ -17,3 +19,4 @@ class RetentionStatusPlugin(AirflowPlugin):
         "destination": "nav",
         "nav_top_level": True,
     }]
+    fastapi_root_middlewares = [{"name": "UI time zone Europe/Copenhagen", "middleware": DefaultUiTimezone}]

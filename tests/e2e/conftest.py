@@ -95,7 +95,7 @@ def page(chromium, e2e):
     with sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport={"width": 1400, "height": 1100}, timezone_id="UTC")
             page.set_default_timeout(60_000)
             yield page
         finally:

@@ -25,7 +25,6 @@ USERNAME, PASSWORD = "admin", "admin"
 APPROVER, APPROVER_PASSWORD = "approver", "approver"
 RUN_TIMEOUT = 240  # seconds a DAG run may take on a busy 2-core machine
 FINISHED = {"success", "failed"}
-HUMAN_DELAY = 5  # seconds between a human-in-the-loop request and the answer
 # Deployment settings the e2e Airflow shares with docker-compose.yml (test_compose.py checks).
 PRODUCTION_SETTINGS = {"LIFECYCLE_REQUIRE_ERASURE_APPROVAL": "true"}
 
@@ -191,15 +190,26 @@ class AirflowE2E:
         request = self.wait_for_input(dag_id, run_id, timeout)
         assert option in request.options, request.options
         task_id = request.task_instance.task_id
-        # Answer as a person would: once the task is parked and the executor has reported its
-        # first process done. An answer within ~1 s of parking races that report in Airflow
-        # 3.3.2 (the scheduler then fails the resumed task: "finished with state success, but
-        # the task instance's state attribute is queued").
-        time.sleep(HUMAN_DELAY)
+        self.wait_for_parked_process_reported(dag_id, run_id, task_id, timeout)
         answering = self.tasks if as_requester else self.as_user(APPROVER, APPROVER_PASSWORD)
         answering.update_hitl_detail(dag_id, run_id, task_id, -1,
                                      self.client.UpdateHITLDetailPayload(chosen_options=[option]))
         return task_id
+
+    def wait_for_parked_process_reported(self, dag_id: str, run_id: str, task_id: str, timeout: float) -> None:
+        """Answer as a person would: only after the scheduler has seen the parked task's process
+        exit. In Airflow 3.3.2 an answer that resumes the task before that executor event is
+        processed makes the scheduler fail the resumed task ("finished with state success, but
+        the task instance's state attribute is queued"); a fixed pause loses that race on a
+        loaded machine."""
+        event = f"task_id='{task_id}', run_id='{run_id}'"
+        scheduler_log = self.airflow.home / "scheduler.log"
+        deadline = time.monotonic() + timeout
+        while not any("Received executor event" in line and event in line
+                      for line in scheduler_log.read_text(errors="replace").splitlines()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the scheduler never saw {task_id} of {run_id} park")
+            time.sleep(0.5)
 
     def xcom(self, dag_id: str, run_id: str, task_id: str):
         entry = self.client.XComApi(self.api).get_xcom_entry(dag_id, task_id, run_id, "return_value")

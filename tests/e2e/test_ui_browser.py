@@ -36,6 +36,9 @@ def test_trigger_form_refuses_an_invalid_customer_and_runs_a_valid_one(page, e2e
     page.get_by_label("Password").fill(e2e.airflow.password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(e2e.url + "/")
+    # The browser runs in UTC; the UI still defaults to the policy's clock (ui_timezone).
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "UTC"
+    assert page.evaluate("localStorage.getItem('timezone')") == '"Europe/Copenhagen"'
 
     # The trigger form shows every param with its title and description.
     page.goto(f"{e2e.url}/dags/{DAG}")
@@ -82,3 +85,8 @@ def test_trigger_form_refuses_an_invalid_customer_and_runs_a_valid_one(page, e2e
     page.screenshot(path=screenshots_dir / "03-run-succeeded.png", full_page=True)
     assert e2e.telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
     assert e2e.runs.get_dag_run(DAG, run_id).conf["requested_by"] == "ui-test"
+
+    # A time zone the user picks in the user menu is theirs to keep.
+    page.evaluate("localStorage.setItem('timezone', JSON.stringify('UTC'))")
+    page.reload()
+    assert page.evaluate("localStorage.getItem('timezone')") == '"UTC"'
