@@ -96,6 +96,22 @@ def test_legal_hold_blocks_then_release_purges(telco, run_dag):
     assert rows_of(telco, 100021)["contacts"] == 0 and rows_of(telco, 100021)["archived_contracts"] == 1
 
 
+def test_the_purges_hold_condition_is_lifecycle_on_hold(telco):
+    """The purge's statements test holds with customers.on_hold_sql (joinable), the database's
+    own checks with lifecycle_on_hold(): for every customer, held, released or never held, they agree."""
+    from telco_lifecycle.customers import on_hold_sql
+
+    telco.execute("UPDATE legal_holds SET released_on = placed_on + 1 WHERE legal_hold_id IN"
+                  " (SELECT min(legal_hold_id) FROM legal_holds)")
+    held, released, differ = telco.rows(
+        f"SELECT count(*) FILTER (WHERE {on_hold_sql('c.customer_id')}),"
+        " count(*) FILTER (WHERE EXISTS (SELECT 1 FROM legal_holds r WHERE r.customer_id = c.customer_id"
+        "                                AND r.released_on IS NOT NULL)),"
+        f" count(*) FILTER (WHERE lifecycle_on_hold(c.customer_id) IS DISTINCT FROM {on_hold_sql('c.customer_id')})"
+        " FROM customers c")[0]
+    assert held > 0 and released > 0 and differ == 0
+
+
 def test_as_of_after_the_run_date_is_refused(telco, run_dag):
     before = telco.fingerprint()
     dag_run, _ = run_dag("crm_retention", {"as_of": "2031-01-01"}, at(D(2026, 6, 15)))

@@ -23,6 +23,16 @@ def require_customer(cur, customer_id: int, lock: bool = False) -> dict:
     return {"relationship_ended_on": row[0], "crm_purged_on": row[1]}
 
 
+def on_hold_sql(customer: str) -> str:
+    """SQL condition: the customer (id expression `customer`) is under a legal hold in force.
+    It is lifecycle_on_hold() (migration 0015) written out for set-based statements: a
+    function with a fixed search_path is never inlined, so the purge would call it once per
+    customer and statement; written out, the planner joins the holds (an anti-join for NOT).
+    tests/test_retention_crm_contracts.py proves the two agree."""
+    return (f"EXISTS (SELECT 1 FROM public.legal_holds h WHERE h.customer_id = {customer}"
+            " AND h.released_on IS NULL)")
+
+
 def holds_in_force(cur, customer_id: int) -> list[str]:
     """Case references of the legal holds in force for the customer."""
     cur.execute(

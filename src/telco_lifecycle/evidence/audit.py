@@ -179,12 +179,12 @@ def batch_event(events: list[dict]) -> dict:
     report matches against the database) and what its records say, summed."""
     first = events[0]
     links = {}
-    for e in events:
-        links[e["link_id"]] = {"link_id": e["link_id"], "seq": e["seq"], "link_hash": e["link_hash"],
-                               "merkle_root": e["merkle_root"], "total_records": e["total_records"],
-                               "sealed_at": _iso(e["sealed_at"])}
     summary: Counter[tuple[str, str, str, bool]] = Counter()
     for e in events:
+        if e["link_id"] not in links:  # one link per statement: many events share it
+            links[e["link_id"]] = {"link_id": e["link_id"], "seq": e["seq"], "link_hash": e["link_hash"],
+                                   "merkle_root": e["merkle_root"], "total_records": e["total_records"],
+                                   "sealed_at": _iso(e["sealed_at"])}
         summary[(e["action"], e["rule"] or "", e["table_name"] or "", bool(e["dry_run"]))] += e["row_count"]
     return {"dag_id": first["dag_id"], "run_id": first["run_id"], "task_id": first["task_id"],
             "try_number": first["try_number"], "recorded_at": _iso(first["recorded_at"]), "records": len(events),

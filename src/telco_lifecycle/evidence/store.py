@@ -42,9 +42,12 @@ def evidence_dir() -> Path:
     return Path(os.environ.get(EVIDENCE_DIR_ENV) or project_dir() / ".lifecycle" / "evidence").resolve()
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)  # one, not one per call
+
+
 def canonical(document: dict) -> bytes:
     """The bytes a hash or signature covers: sorted keys, no spaces, UTF-8."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+    return _CANONICAL.encode(document).encode("utf-8")
 
 
 def _write_once(path: Path, data: bytes) -> None:

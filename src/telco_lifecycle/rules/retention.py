@@ -7,7 +7,7 @@ the kept `*_purged_on` column). Work goes in batches of BATCH_SIZE due customers
 walked by id with progress in the log, one transaction per batch: per table one
 set-based statement removes the batch's due rows and writes one audit row per
 customer, so a customer's rows for a rule go with their audit rows or not at all.
-Every statement itself re-checks each customer's clock and `NOT lifecycle_on_hold`;
+Every statement itself re-checks each customer's clock and that no hold is in force;
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
 CDR months are dropped as partitions (migrations 0004, 0008) before the customers' deletes.
 
@@ -22,7 +22,7 @@ import logging
 import math
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.customers import hold_ids_in_force, holds_in_force
+from telco_lifecycle.customers import hold_ids_in_force, on_hold_sql
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -146,7 +146,7 @@ class Scope:
     def due_customers_sql(self) -> str:
         """Customers with something due under this rule, held or not."""
         anything = " OR ".join(self.exists_due(item) for item in self.rule.data)
-        return (f"SELECT c.customer_id, lifecycle_on_hold(c.customer_id) FROM customers c"
+        return (f"SELECT c.customer_id, {on_hold_sql('c.customer_id')} FROM customers c"
                 f" WHERE {self.customer_clock()} AND ({anything})")
 
     def releasable(self, batch: bool = True) -> str:
@@ -154,7 +154,7 @@ class Scope:
         are under no hold in force: checked in every purge statement itself."""
         among = "c.customer_id = ANY (%(batch)s) AND " if batch else ""
         return (f"IN (SELECT c.customer_id FROM customers c WHERE {among}{self.customer_clock()}"
-                " AND NOT lifecycle_on_hold(c.customer_id))")
+                f" AND NOT {on_hold_sql('c.customer_id')})")
 
     def change(self, item: DataItem, owners: str) -> tuple[str, str]:
         """The set-based statement removing `item`'s due rows of the customers `<owner>
@@ -361,7 +361,7 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
             with transaction(conn) as cur:
                 cur.execute(f'FETCH FORWARD {int(batch_size)} FROM "{name}"')
                 batch = cur.fetchall()
-            skipped += [_skip(conn, s, customer_id, run) for customer_id, on_hold in batch if on_hold]
+            skipped += _skip(conn, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
             purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
                                    removed)
             log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
@@ -397,16 +397,21 @@ def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext,
     return len({event["customer_id"] for event in events})
 
 
-def _skip(conn, s: Scope, customer_id: int, run: audit.RunContext) -> dict:
-    """Record (once per date) that a held customer's due data was kept."""
-    events = []
+def _skip(conn, s: Scope, customer_ids: list[int], run: audit.RunContext) -> list[dict]:
+    """Record (once per date) that the batch's held customers' due data was kept: one
+    transaction and one log event for the batch; holds named by id."""
+    if not customer_ids:
+        return []
+    skipped, events = [], []
     with transaction(conn) as cur:
-        cases = holds_in_force(cur, customer_id)
-        cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
-        if not cur.fetchone()[0]:
-            events.append(audit.record(cur, audit.Action(
-                "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
-                {"legal_hold_ids": hold_ids_in_force(cur, customer_id)}), run))
+        for customer_id in customer_ids:
+            hold_ids = hold_ids_in_force(cur, customer_id)
+            skipped.append({"customer_id": customer_id, "legal_hold_ids": hold_ids})
+            cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
+            if not cur.fetchone()[0]:
+                events.append(audit.record(cur, audit.Action(
+                    "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
+                    {"legal_hold_ids": hold_ids}), run))
     audit.emit(events)
-    log.info("rule %s: customer %s skipped: legal hold (case %s)", s.rule.id, customer_id, ", ".join(cases))
-    return {"customer_id": customer_id, "case_references": cases}
+    log.info("rule %s: %d customer(s) skipped: legal hold in force", s.rule.id, len(skipped))
+    return skipped
