@@ -242,10 +242,16 @@ def _expired_partitions(cur, s: Scope, params: dict) -> list[tuple]:
     """The CDR months (name, start, end) wholly expired at `as_of`: every row due by its own date, and none
     billed on an invoice whose unit is kept (such a month waits for it; its due rows go
     with their customers meanwhile)."""
+    return [month for month in _months_before_cutoff(cur, s, params)
+            if not _billed_on_kept_unit(cur, s, params, *month)]
+
+
+def _months_before_cutoff(cur, s: Scope, params: dict) -> list[tuple]:
+    """The CDR months (name, start, end) whose rows are all due by their own date."""
     if "cdrs" not in s.rule.tables or "fiscal_cutoff" not in params:
         return []
     cur.execute(read_sql("retention/expired_cdr_partitions.sql"), params)
-    return [month for month in cur.fetchall() if not _billed_on_kept_unit(cur, s, params, *month)]
+    return cur.fetchall()
 
 
 def _billed_on_kept_unit(cur, s: Scope, params: dict, name: str, start: dt.datetime, end: dt.datetime) -> bool:
@@ -276,8 +282,9 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
         removed = {item.table: 0 for item in s.rule.data}
         with transaction(conn) as cur:
             check_year_ends(cur, s)
-            expired = _expired_partitions(cur, s, s.params)
-        dropped = [done for done in (_drop_partition(conn, s, month, run) for month in expired) if done]
+            months = _months_before_cutoff(cur, s, s.params)
+        # Each month's accounting units are checked once, in the transaction that drops it.
+        dropped = [done for done in (_drop_partition(conn, s, month, run) for month in months) if done]
         for result in dropped:
             removed["cdrs"] += result["rows"]
         skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
