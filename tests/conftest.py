@@ -71,7 +71,11 @@ def evidence_dir(tmp_path, monkeypatch) -> Path:
 def airflow_db():
     """A migrated Airflow metadata database for this test session."""
     _airflow("db", "migrate")
-    yield
+
+
+def pytest_sessionfinish(session):
+    """The session's Airflow metadata database goes at the end, also when no test used it:
+    it is created when this file is imported."""
     drop_database(SERVER, AIRFLOW_DB)
 
 
