@@ -26,7 +26,7 @@ with the customer's internal id and your name.
 
 A customer under **legal hold** is offboarded all the same (the relationship end is
 recorded, so the 118 export and the status page see an ended customer) but its PBX/SIP
-deletion is **deferred** (an audit row `defer_deletion` with the case references; the
+deletion is **deferred** (an audit row `defer_deletion` naming the holds by id; the
 status page counts them): the release of the last hold deletes it, and at the latest
 the next daily `crm_retention` run.
 
@@ -37,7 +37,7 @@ material are kept: the daily retention DAGs remove them when their time comes.
 
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
-from telco_lifecycle.rules.offboarding import REASONS
+from telco_lifecycle.reasons import REASONS
 from telco_lifecycle.workflows.alerts import offboarding_deadline
 from telco_lifecycle.workflows.approvals import (
     RecordedApproval,

@@ -19,19 +19,9 @@ from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.policy import load_policy
+from telco_lifecycle.reasons import REASONS
 
 RULE = "pbx_sip_config"
-# Why a relationship ends: a fixed choice with the trigger form's titles, never free text,
-# so that no name or story ends up in Airflow's records of the run (dag_run.conf, the log).
-REASONS = {
-    "customer_terminated": "Terminated by the customer",
-    "company_terminated": "Terminated by us",
-    "dissolved": "The company was dissolved",
-    "ported_out": "The numbers were ported to another operator",
-    "other": "Other",
-}
-
-
 class OffboardingRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
