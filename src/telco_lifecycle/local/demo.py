@@ -140,7 +140,8 @@ def main() -> None:
         url = prepare(anchor)
         customer = demo_customer(url)
         summary = run_dag("customer_offboarding", {"customer_id": customer, "requested_by": "make demo",
-                                                   "reason": "demo"}, logical_date=moment(anchor, 12))["summarise"]
+                                                   "reason": "customer_terminated"},
+                          logical_date=moment(anchor, 12))["summarise"]
         say(f"2. Offboarded customer {customer} on {anchor}: {summary['message']}")
         say(f"   verification {summary['verification']} ({summary['checks']} Great Expectations checks)")
         subject_requests(customer, anchor)
