@@ -22,6 +22,8 @@ from telco_lifecycle.policy import load_policy
 from telco_lifecycle.reasons import REASONS
 
 RULE = "pbx_sip_config"
+
+
 class OffboardingRefused(Refused):
     """The request cannot be carried out as asked; nothing was changed."""
 
