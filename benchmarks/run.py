@@ -265,7 +265,7 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
     month_rows = query(template_url, f"SELECT count(*) FROM {month}")[0][0]
     accounting = scope("accounting", ANCHOR)
     bounds = next(row for row in query(template_url, read_sql("retention/expired_cdr_partitions.sql"),
-                                       accounting.params) if row[0] == month)  # (name, start, end)
+                                       accounting.params) if row[0] == month)  # (name, first day)
 
     def product(url):
         conn = connect(url)

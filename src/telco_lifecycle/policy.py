@@ -57,6 +57,13 @@ class Subject(_Strict):
     via: str | None = Field(default=None, pattern=IDENTIFIER)
 
 
+# Where each accounting unit's latest dates are kept, per unit and per CDR month
+# (migration 0026): a column `latest_<table>` per unit member and `latest_<label>` per
+# fiscal-year label, so that a unit is looked up, not searched for in every CDR month.
+UNIT_DATES = "accounting_units"
+MONTH_UNIT_DATES = "cdr_month_units"
+
+
 class DataItem(_Strict):
     table: str = Field(pattern=IDENTIFIER)
     action: Literal["delete", "anonymise"]
@@ -105,6 +112,10 @@ class DataItem(_Strict):
         if self.dated_by:
             table, _, column = self.dated_by.rpartition(".")
             used.setdefault(table or self.table, set()).add(column)
+        if self.unit_key:
+            latest = {f"latest_{self.table}", *([f"latest_{self.fiscal_year_label}"] if self.fiscal_year_label else [])}
+            used[UNIT_DATES] = {self.unit_key, *latest}
+            used[MONTH_UNIT_DATES] = {"month", *latest}
         return used
 
     @property

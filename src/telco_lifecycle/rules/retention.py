@@ -28,7 +28,7 @@ from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.restore_detection import refuse_if_restored
 from telco_lifecycle.guards import refuse_future_dates
-from telco_lifecycle.policy import DataItem, Policy, Rule, add_years, load_policy
+from telco_lifecycle.policy import MONTH_UNIT_DATES, UNIT_DATES, DataItem, Policy, Rule, add_years, load_policy
 from telco_lifecycle.settings import TIMEZONE, read_sql
 
 log = logging.getLogger("telco_lifecycle.rules.retention")
@@ -129,15 +129,23 @@ class Scope:
 
     def unit_open(self, key: str) -> str:
         """The accounting unit `key` (an invoice id; NULL: no unit) has a row not yet due:
-        then none of its rows is (one index lookup per table of the unit)."""
+        then none of its rows is. One primary-key lookup of the unit's latest dates
+        (UNIT_DATES, kept by migration 0026's triggers)."""
+        unit_key = next((item.unit_key for item in self.rule.data if item.unit_key), None)
+        if unit_key is None:
+            return "FALSE"
+        return f"EXISTS (SELECT 1 FROM {UNIT_DATES} u WHERE u.{unit_key} = {key} AND {self.unit_not_due('u')})"
+
+    def unit_not_due(self, latest: str) -> str:
+        """Condition on a row of latest unit dates (alias `latest`: UNIT_DATES or
+        MONTH_UNIT_DATES) that a member is not yet due."""
         members = []
         for item in self.rule.data:
             if item.unit_key:
-                not_due = f"{_own_date_due(item, 'u')}" + (
-                    f" AND u.{item.fiscal_year_label} <= %(due_fiscal_year)s" if item.fiscal_year_label else "")
-                members.append(f"EXISTS (SELECT 1 FROM {item.table} u WHERE u.{item.unit_key} = {key}"
-                               f" AND NOT ({not_due}))")
-        return "(" + " OR ".join(members) + ")" if members else "FALSE"
+                members.append(f"NOT {_date_due(item, f'{latest}.latest_{item.table}')}")
+                if item.fiscal_year_label:
+                    members.append(f"{latest}.latest_{item.fiscal_year_label} > %(due_fiscal_year)s")
+        return "(" + " OR ".join(members) + ")"
 
     def exists_due(self, item: DataItem, customer: str = "c.customer_id") -> str:
         joined, condition, _ = self.rows(item, f"= {customer}")
@@ -169,11 +177,16 @@ class Scope:
 
 
 def _own_date_due(item: DataItem, row: str) -> str:
-    """The row (alias `row`) is due by its own date: a date column on or before the last
+    """The row (alias `row`) is due by its own date."""
+    return _date_due(item, f"{row}.{item.date_column}")
+
+
+def _date_due(item: DataItem, date: str) -> str:
+    """`date`, of the kind of `item`'s date column, is due: a date on or before the last
     due fiscal-year end, a timestamp (`*_at`) before the first instant after it (Copenhagen)."""
     if item.date_column.endswith("_at"):
-        return f"{row}.{item.date_column} < %(fiscal_cutoff)s"
-    return f"{row}.{item.date_column} <= %(due_end)s"
+        return f"({date} < %(fiscal_cutoff)s)"
+    return f"({date} <= %(due_end)s)"
 
 
 def scope(rule_id: str, as_of: dt.date, policy: Policy | None = None) -> Scope:
@@ -239,27 +252,28 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
 
 
 def _expired_partitions(cur, s: Scope, params: dict) -> list[tuple]:
-    """The CDR months (name, start, end) wholly expired at `as_of`: every row due by its own date, and none
+    """The CDR months (name, first day) wholly expired at `as_of`: every row due by its own date, and none
     billed on an invoice whose unit is kept (such a month waits for it; its due rows go
     with their customers meanwhile)."""
     return [month for month in _months_before_cutoff(cur, s, params)
-            if not _billed_on_kept_unit(cur, s, params, *month)]
+            if not _billed_on_kept_unit(cur, s, params, month[1])]
 
 
 def _months_before_cutoff(cur, s: Scope, params: dict) -> list[tuple]:
-    """The CDR months (name, start, end) whose rows are all due by their own date."""
+    """The CDR months (name, first day) whose rows are all due by their own date."""
     if "cdrs" not in s.rule.tables or "fiscal_cutoff" not in params:
         return []
     cur.execute(read_sql("retention/expired_cdr_partitions.sql"), params)
     return cur.fetchall()
 
 
-def _billed_on_kept_unit(cur, s: Scope, params: dict, name: str, start: dt.datetime, end: dt.datetime) -> bool:
-    """Does a CDR of the month `name` [start, end) belong to an accounting unit not yet due?
-    (each invoice the month's CDRs are billed on is looked at once)."""
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT invoice_id FROM cdrs WHERE started_at >= %(start)s"
-                f" AND started_at < %(end)s AND invoice_id IS NOT NULL) b WHERE {s.unit_open('b.invoice_id')})",
-                {**params, "start": start, "end": end})
+def _billed_on_kept_unit(cur, s: Scope, params: dict, month: dt.date) -> bool:
+    """Does a CDR of the month `month` (its first day) belong to an accounting unit not yet due?
+    (the month's latest unit dates, MONTH_UNIT_DATES: one row, not the month's invoices)"""
+    if not any(item.unit_key for item in s.rule.data):
+        return False
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {MONTH_UNIT_DATES} m WHERE m.month = %(month)s"
+                f" AND {s.unit_not_due('m')})", {**params, "month": month})
     return cur.fetchone()[0]
 
 
@@ -340,7 +354,7 @@ def _drop_partition(conn, s: Scope, month: tuple, run: audit.RunContext) -> dict
     transaction; None when it is no longer wholly expired."""
     name = month[0]
     with transaction(conn) as cur:
-        if _billed_on_kept_unit(cur, s, s.params, *month):  # a payment or CDR arrived meanwhile
+        if _billed_on_kept_unit(cur, s, s.params, month[1]):  # a payment or CDR arrived meanwhile
             return None
         cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
         total, kept = cur.fetchone()
