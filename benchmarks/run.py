@@ -98,7 +98,11 @@ def worker_logging(path: Path) -> None:
 
 def in_task_process(action, log_path: Path):
     """(seconds, value) of `action()` timed in a child forked from this process with
-    worker logging configured, as Airflow's supervisor forks a task process."""
+    worker logging configured, as Airflow's supervisor forks a task process (so the child
+    has what a task process has loaded: the supervisor's and the task runner's modules)."""
+    import airflow.sdk.execution_time.supervisor  # noqa: F401
+    import airflow.sdk.execution_time.task_runner  # noqa: F401
+
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -250,11 +254,11 @@ def setup_evidence(url: str, ddl: str) -> None:
 
 
 def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) -> dict:
-    """The accounting purge's drop of the largest expired CDR month (`_drop_partition`:
+    """The accounting purge's drop of the largest expired CDR month (`_drop_partitions`:
     held rows kept, exact count, audit row, its own transaction) against a bare DETACH +
     DROP of the same month, runs alternated on fresh copies."""
     from telco_lifecycle.database import connect, transaction
-    from telco_lifecycle.rules.retention import _drop_partition, scope
+    from telco_lifecycle.rules.retention import _drop_partitions, scope
     from telco_lifecycle.settings import read_sql
 
     template_url = with_database(server.url, template)
@@ -270,7 +274,7 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
     def product(url):
         conn = connect(url)
         try:
-            return _drop_partition(conn, accounting, bounds, bench_run())
+            return _drop_partitions(conn, accounting, [bounds], bench_run())[0]
         finally:
             conn.close()
 

@@ -153,13 +153,14 @@ SELECT um.month, max(u.latest_cdrs), max(u.latest_payments), max(u.latest_invoic
 FROM accounting_unit_months um JOIN accounting_units u USING (invoice_id)
 GROUP BY um.month;
 
--- The drop of 0022, which now also forgets the month in the units' dates (after its held
--- rows, moved back into cdrs, raised them once more).
+-- The drop of 0022, which now also forgets the month in the units' dates; the held rows
+-- go straight into cdrs_default.
 CREATE OR REPLACE FUNCTION lifecycle_drop_cdr_partition(p_partition text, OUT total bigint, OUT kept bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_month date;
     cutoff  timestamptz;
+    held    bigint[];
 BEGIN
     IF p_partition !~ '^cdrs_y\d{4}m\d{2}$' OR NOT EXISTS (
         SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -184,23 +185,23 @@ BEGIN
     IF total IS NULL THEN  -- no count kept (after a TRUNCATE): counted now
         EXECUTE format('SELECT count(*) FROM %I', p_partition) INTO total;
     END IF;
-    -- Held rows, through the month's index, back into cdrs (now its default partition).
-    EXECUTE format('INSERT INTO cdrs SELECT p.* FROM %I p WHERE p.customer_id = ANY (ARRAY('
-                   'SELECT DISTINCT h.customer_id FROM legal_holds h'
-                   ' WHERE h.released_on IS NULL AND lifecycle_on_hold(h.customer_id)))', p_partition);
+    -- Held rows, through the month's index, into cdrs_default (the month is detached, so
+    -- they belong there), straight into the partition: the same rows, so the units' dates
+    -- stand, and the month's count and units rows are forgotten below.
+    held := ARRAY(SELECT DISTINCT h.customer_id FROM legal_holds h
+                  WHERE h.released_on IS NULL AND lifecycle_on_hold(h.customer_id));
+    EXECUTE format('INSERT INTO cdrs_default SELECT p.* FROM %I p WHERE p.customer_id = ANY ($1)', p_partition)
+        USING held;
     GET DIAGNOSTICS kept = ROW_COUNT;
     -- The month is gone as a month: the kept units no longer name it (the other units
     -- billed in it are all due and go with their invoices).
     IF kept > 0 THEN
         EXECUTE format('DELETE FROM accounting_unit_months m WHERE m.month = $1 AND m.invoice_id IN ('
-                       'SELECT p.invoice_id FROM %I p WHERE p.customer_id = ANY (ARRAY('
-                       'SELECT DISTINCT h.customer_id FROM legal_holds h'
-                       ' WHERE h.released_on IS NULL AND lifecycle_on_hold(h.customer_id))))', p_partition)
-            USING v_month;
+                       'SELECT p.invoice_id FROM %I p WHERE p.customer_id = ANY ($2))', p_partition)
+            USING v_month, held;
     END IF;
     EXECUTE format('DROP TABLE %I', p_partition);
-    -- The kept rows were counted again by their insert; what is left of the month is in
-    -- cdrs_default, which no drop removes.
+    -- What is left of the month is in cdrs_default, which no drop removes.
     DELETE FROM cdr_month_counts c WHERE c.month = v_month;
     DELETE FROM cdr_month_units u WHERE u.month = v_month;
 END

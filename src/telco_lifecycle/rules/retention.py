@@ -34,6 +34,7 @@ from telco_lifecycle.settings import TIMEZONE, read_sql
 log = logging.getLogger("telco_lifecycle.rules.retention")
 
 BATCH_SIZE = 1000  # customers per batch, and per transaction
+MONTHS_PER_TRANSACTION = 12  # CDR months dropped per transaction
 
 
 class RetentionRefused(Refused):
@@ -298,7 +299,7 @@ def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bo
             check_year_ends(cur, s)
             months = _months_before_cutoff(cur, s, s.params)
         # Each month's accounting units are checked once, in the transaction that drops it.
-        dropped = [done for done in (_drop_partition(conn, s, month, run) for month in months) if done]
+        dropped = _drop_partitions(conn, s, months, run)
         for result in dropped:
             removed["cdrs"] += result["rows"]
         skipped, purged = _purge_customers(conn, s, run, removed, batch_size)
@@ -328,9 +329,8 @@ def drop_partition_again(conn, rule_id: str, as_of: dt.date, partition: str, run
     s = scope(rule_id, as_of)
     with run_lock(conn, f"purge:{s.rule.id}"):
         with transaction(conn) as cur:
-            month = next((m for m in _expired_partitions(cur, s, s.params) if m[0] == partition), None)
-        dropped = _drop_partition(conn, s, month, run) if month else None
-        return dropped["rows"] if dropped else 0
+            months = [m for m in _expired_partitions(cur, s, s.params) if m[0] == partition]
+        return sum(dropped["rows"] for dropped in _drop_partitions(conn, s, months, run))
 
 
 def describe_counts(per_table: dict[str, int]) -> str:
@@ -349,20 +349,26 @@ def _record_dry_run(conn, s: Scope, planned: dict, run: audit.RunContext) -> Non
     audit.emit(events)
 
 
-def _drop_partition(conn, s: Scope, month: tuple, run: audit.RunContext) -> dict | None:
-    """Drop one wholly expired CDR month (held rows kept) with its audit row, in one
-    transaction; None when it is no longer wholly expired."""
-    name = month[0]
-    with transaction(conn) as cur:
-        if _billed_on_kept_unit(cur, s, s.params, month[1]):  # a payment or CDR arrived meanwhile
-            return None
-        cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
-        total, kept = cur.fetchone()
-        details = {"partition": name, "kept_for_legal_hold": kept, **year_ends_details(s)}
-        event = audit.record(cur, audit.Action("drop_partition", s.rule.id, None, "cdrs", total - kept, s.as_of,
-                                               False, details), run)
-    audit.emit([event])
-    return {"partition": name, "rows": total - kept, "kept_for_legal_hold": kept}
+def _drop_partitions(conn, s: Scope, months: list[tuple], run: audit.RunContext) -> list[dict]:
+    """Drop the wholly expired CDR months (held rows kept), each with its audit row, up to
+    MONTHS_PER_TRANSACTION in a transaction (each drop holds the lock on `cdrs` that CDR
+    ingest waits for until commit); a month no longer wholly expired is left."""
+    dropped = []
+    for first in range(0, len(months), MONTHS_PER_TRANSACTION):
+        events = []
+        with transaction(conn) as cur:
+            for name, month in months[first:first + MONTHS_PER_TRANSACTION]:
+                if _billed_on_kept_unit(cur, s, s.params, month):  # a payment or CDR arrived meanwhile
+                    continue
+                cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
+                total, kept = cur.fetchone()
+                details = {"partition": name, "kept_for_legal_hold": kept, **year_ends_details(s)}
+                events.append(audit.record(cur, audit.Action(
+                    "drop_partition", s.rule.id, None, "cdrs", total - kept, s.as_of, False, details), run))
+                dropped.append({"partition": name, "rows": total - kept, "kept_for_legal_hold": kept})
+        if events:
+            audit.emit(events)
+    return dropped
 
 
 def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
