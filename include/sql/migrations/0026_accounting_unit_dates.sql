@@ -101,8 +101,11 @@ DECLARE
     units bigint[];
 BEGIN
     IF TG_OP = 'DELETE' THEN  -- the unit is gone (a purge deletes a unit's rows together)
-        DELETE FROM public.accounting_unit_months m USING old_rows o WHERE m.invoice_id = o.invoice_id;
-        DELETE FROM public.accounting_units u USING old_rows o WHERE u.invoice_id = o.invoice_id;
+        -- As an array, so that the primary keys find the rows (the planner hashes whole
+        -- tables for a join with a transition table).
+        units := ARRAY(SELECT invoice_id FROM old_rows);
+        DELETE FROM public.accounting_unit_months m WHERE m.invoice_id = ANY (units);
+        DELETE FROM public.accounting_units u WHERE u.invoice_id = ANY (units);
         RETURN NULL;
     END IF;
     WITH raised AS (
