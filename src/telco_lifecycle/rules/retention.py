@@ -9,7 +9,7 @@ set-based statement removes the batch's due rows and writes one audit row per
 customer, so a customer's rows for a rule go with their audit rows or not at all.
 Every statement itself re-checks each customer's clock and that no hold is in force;
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
-CDR months are dropped as partitions (migrations 0004, 0008) before the customers' deletes.
+CDR months are dropped as partitions (`lifecycle_drop_cdr_partition`) before the customers' deletes.
 
 The three purge DAGs are built by `workflows.purge_dag.purge_dag`.
 """
