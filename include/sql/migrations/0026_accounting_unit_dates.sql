@@ -199,8 +199,10 @@ BEGIN
     -- The month is gone as a month: the kept units no longer name it (the other units
     -- billed in it are all due and go with their invoices).
     IF kept > 0 THEN
-        EXECUTE format('DELETE FROM accounting_unit_months m WHERE m.month = $1 AND m.invoice_id IN ('
-                       'SELECT p.invoice_id FROM %I p WHERE p.customer_id = ANY ($2))', p_partition)
+        -- (as an array, so that the primary key finds the rows)
+        EXECUTE format('DELETE FROM accounting_unit_months m WHERE m.month = $1 AND m.invoice_id = ANY (ARRAY('
+                       'SELECT DISTINCT p.invoice_id FROM %I p WHERE p.customer_id = ANY ($2)'
+                       ' AND p.invoice_id IS NOT NULL))', p_partition)
             USING v_month, held;
     END IF;
     EXECUTE format('DROP TABLE %I', p_partition);
