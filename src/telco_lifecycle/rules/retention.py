@@ -131,22 +131,25 @@ class Scope:
     def unit_open(self, key: str) -> str:
         """The accounting unit `key` (an invoice id; NULL: no unit) has a row not yet due:
         then none of its rows is. One primary-key lookup of the unit's latest dates
-        (UNIT_DATES, kept by migration 0026's triggers)."""
+        (UNIT_DATES, kept by migration 0026's triggers); a unit without them (its rows
+        came round the triggers) counts as open: kept, never let go early."""
         unit_key = next((item.unit_key for item in self.rule.data if item.unit_key), None)
         if unit_key is None:
             return "FALSE"
-        return f"EXISTS (SELECT 1 FROM {UNIT_DATES} u WHERE u.{unit_key} = {key} AND {self.unit_not_due('u')})"
+        return (f"({key} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {UNIT_DATES} u"
+                f" WHERE u.{unit_key} = {key} AND NOT {self.unit_not_due('u')}))")
 
     def unit_not_due(self, latest: str) -> str:
         """Condition on a row of latest unit dates (alias `latest`: UNIT_DATES or
-        MONTH_UNIT_DATES) that a member is not yet due."""
+        MONTH_UNIT_DATES) that a member is not yet due (never NULL: a member table
+        without a date has no row in the unit)."""
         members = []
         for item in self.rule.data:
             if item.unit_key:
                 members.append(f"NOT {_date_due(item, f'{latest}.latest_{item.table}')}")
                 if item.fiscal_year_label:
                     members.append(f"{latest}.latest_{item.fiscal_year_label} > %(due_fiscal_year)s")
-        return "(" + " OR ".join(members) + ")"
+        return "coalesce(" + " OR ".join(members) + ", FALSE)"
 
     def exists_due(self, item: DataItem, customer: str = "c.customer_id") -> str:
         joined, condition, _ = self.rows(item, f"= {customer}")
