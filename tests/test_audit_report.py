@@ -70,8 +70,8 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     assert summary["ok"] and summary["mismatches"] == [] and summary["chain_breaks"] == []
     assert summary["audit_rows"] == telco.scalar("SELECT count(*) FROM lifecycle_audit") > 0
     assert summary["rows_removed"] == telco.scalar(
-        "SELECT sum(row_count) FROM lifecycle_audit"
-        " WHERE NOT dry_run AND action IN ('delete', 'anonymise', 'drop_partition')")
+        "SELECT sum(row_count) FROM lifecycle_audit WHERE NOT dry_run AND action = ANY (%s)",
+        (list(audit.REMOVING_ACTIONS),))
     pbx = next(r for r in summary["rules"] if r["rule"] == "pbx_sip_config")
     # two runs of the rule: the offboarding, and the refused one (its refusal is an outcome)
     assert pbx["customers"] == 1 and pbx["runs"] == 2 and pbx["failed_runs"] == 1

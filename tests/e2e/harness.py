@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SERVER, TelcoDatabase
 
-from telco_lifecycle.evidence.audit import parse_event
+from telco_lifecycle.evidence.audit import parse_event, tables_of
 from telco_lifecycle.local.components import LocalAirflow, free_port, wait_for_dag
 from telco_lifecycle.local.env import airflow_environment, drop_database, ensure_database
 from telco_lifecycle.policy import Rule, add_years, load_policy
@@ -272,17 +272,19 @@ def assert_run_logged_its_audit_rows(e2e: AirflowE2E, dag_id: str, run_id: str) 
     """The audit events in the run's task logs (one per transaction) account for exactly the
     run's audit rows; those rows as (audit_id, action, rule, customer_id, table_name,
     row_count, row_hash)."""
-    rows = e2e.telco.rows("SELECT audit_id, action, rule, customer_id, table_name, row_count, row_hash, dry_run"
-                          " FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
+    rows = e2e.telco.rows(f"SELECT {AUDIT_ROW} FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
     events = e2e.run_audit_events(dag_id, run_id)
     assert_events_account_for(events, rows)
     return [row[:7] for row in rows]
 
 
+# What assert_events_account_for compares of an audit row.
+AUDIT_ROW = "audit_id, action, rule, customer_id, table_name, row_count, row_hash, dry_run, details"
+
+
 def assert_events_account_for(events: list[dict], rows: list[tuple]) -> None:
-    """`events` (batch audit events) cover exactly the audit rows `rows` (audit_id, action,
-    rule, customer_id, table_name, row_count, row_hash, dry_run): the same ids and the same
-    counts per action, rule, table and dry run."""
+    """`events` (batch audit events) cover exactly the audit rows `rows` (AUDIT_ROW): the
+    same ids and the same counts per action, rule, table and dry run."""
     ids = {row[0] for row in rows}
     covered = {i for e in events for i in ids if e["audit_ids"][0] <= i <= e["audit_ids"][1]}
     assert covered == ids and sum(e["records"] for e in events) == len(rows)
@@ -291,8 +293,10 @@ def assert_events_account_for(events: list[dict], rows: list[tuple]) -> None:
         for a in e["actions"]:
             logged[(a["action"], a["rule"], a["table_name"], a["dry_run"])] += a["row_count"]
     stored: Counter[tuple] = Counter()
-    for _, action, rule, _, table, count, _, dry_run in rows:
-        stored[(action, rule, table, dry_run)] += count
+    for _, action, rule, _, table, count, _, dry_run, details in rows:
+        for name, n in (tables_of({"table_name": table, "row_count": count, "details": details})
+                        or {None: count}).items():
+            stored[(action, rule, name, dry_run)] += n
     assert logged == stored
 
 

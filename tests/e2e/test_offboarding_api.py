@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from e2e.harness import active_customer, assert_events_account_for
+from e2e.harness import AUDIT_ROW, active_customer, assert_events_account_for
 
 pytestmark = pytest.mark.e2e
 DAG = "customer_offboarding"
@@ -31,8 +31,7 @@ def test_offboarding_runs_deletes_and_logs_its_audit_events(e2e):
     # The task log (read through the API) carries one audit event for the transaction,
     # accounting for every audit row of the run.
     [event] = e2e.audit_events(DAG, run_id, "offboard_customer")
-    rows = e2e.telco.rows("SELECT audit_id, action, rule, customer_id, table_name, row_count, row_hash, dry_run"
-                          " FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
+    rows = e2e.telco.rows(f"SELECT {AUDIT_ROW} FROM lifecycle_audit WHERE run_id = %s ORDER BY audit_id", (run_id,))
     assert_events_account_for([event], rows)
     assert [(row[1], row[4]) for row in rows] == [
         ("end_relationship", "customers"), ("delete", "pbx_configs"), ("delete", "sip_peers")]

@@ -2,6 +2,6 @@
 SELECT rule, as_of, sum(row_count)::bigint
 FROM lifecycle_audit
 WHERE recorded_at >= %(start)s AND recorded_at < %(end)s
-  AND action IN ('delete', 'anonymise', 'drop_partition') AND NOT dry_run AND as_of IS NOT NULL
+  AND action = ANY (%(removing)s) AND NOT dry_run AND as_of IS NOT NULL
 GROUP BY rule, as_of
 ORDER BY as_of, rule

@@ -8,7 +8,7 @@ SELECT coalesce(rule, '-') AS rule,
        count(*) FILTER (WHERE action = 'skipped_legal_hold') AS legal_hold_skips,
        count(*) AS actions,
        string_agg(DISTINCT action, ', ' ORDER BY action) AS action_names
-FROM (SELECT *, action IN ('delete', 'anonymise', 'drop_partition') AS removes
+FROM (SELECT *, action = ANY (%(removing)s) AS removes
       FROM lifecycle_audit WHERE recorded_at >= %(start)s AND recorded_at < %(end)s) a
 GROUP BY 1
 ORDER BY 1

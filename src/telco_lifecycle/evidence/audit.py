@@ -1,6 +1,7 @@
-"""Audit evidence: one `lifecycle_audit` record per action (per customer and table), in
-the caller's transaction, chained set-based (migration 0015); after commit, the ledger,
-one log event per transaction and the signed checkpoint.
+"""Audit evidence: one `lifecycle_audit` record per action (a retention purge: one per
+customer and rule, its rows per table in `details.tables`), in the caller's transaction,
+chained set-based (migration 0015); after commit, the ledger, one log event per
+transaction and the signed checkpoint.
 
 Each statement that writes records computes their hashes in the same INSERT ... SELECT
 (LEAF: SHA-256 of the record's canonical JSON text) and appends one link to the chain
@@ -67,10 +68,10 @@ def leaf_sql(r: str) -> str:
 COLUMNS = ("audit_id, recorded_at, action, rule, customer_id, table_name, row_count, as_of, dry_run,"
            " dag_id, run_id, task_id, try_number, details, link_id, hash_version, prev_hash, row_hash")
 
-# `{rows}` yields (customer_id, row_count) for every record to write (from the CTEs
-# `{before}`, if any); the fields all
-# records share are parameters prefixed `audit_`, so they cannot collide with the
-# change's own. One statement: the records, their hashes and the chain link.
+# `{rows}` yields (customer_id, row_count, details) for every record to write (from the
+# CTEs `{before}`, if any; a record's details are added to those all records share); the
+# fields all records share are parameters prefixed `audit_`, so they cannot collide with
+# the change's own. One statement: the records, their hashes and the chain link.
 WRITE = f"""
 WITH {{before}} link AS (SELECT nextval('public.lifecycle_audit_link_id_seq') AS link_id),
 numbered AS (
@@ -79,7 +80,7 @@ numbered AS (
            %(audit_table_name)s::text AS table_name, r.row_count::bigint AS row_count, %(audit_as_of)s::date AS as_of,
            %(audit_dry_run)s::boolean AS dry_run, %(audit_dag_id)s::text AS dag_id, %(audit_run_id)s::text AS run_id,
            %(audit_task_id)s::text AS task_id, %(audit_try_number)s::integer AS try_number,
-           %(audit_details)s::jsonb AS details, link.link_id
+           %(audit_details)s::jsonb || r.details AS details, link.link_id
     FROM ({{rows}}) r, link
 ), written AS (
     INSERT INTO public.lifecycle_audit ({COLUMNS})
@@ -97,11 +98,16 @@ FROM written w CROSS JOIN sealed s
 ORDER BY w.audit_id
 """
 
-ONE = "SELECT %(audit_customer_id)s::bigint AS customer_id, %(audit_row_count)s::bigint AS row_count"
+ONE = ("SELECT %(audit_customer_id)s::bigint AS customer_id, %(audit_row_count)s::bigint AS row_count,"
+       " '{}'::jsonb AS details")
 # A set-based change and its records in one statement: one record per customer with the
 # number of that customer's rows the change touched.
 PER_CUSTOMER = "changed AS ({change} RETURNING {owner} AS customer_id),"
-PER_CUSTOMER_ROWS = "SELECT customer_id, count(*) AS row_count FROM changed GROUP BY customer_id"
+PER_CUSTOMER_ROWS = ("SELECT customer_id, count(*) AS row_count, '{}'::jsonb AS details FROM changed"
+                     " GROUP BY customer_id")
+# Records given by the caller: per customer its count and its own details.
+GIVEN = ("SELECT * FROM unnest(%(audit_customers)s::bigint[], %(audit_counts)s::bigint[],"
+         " %(audit_each)s::text[]::jsonb[]) r(customer_id, row_count, details)")
 RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count",
             "link_id", "seq", "link_hash", "total_records", "merkle_root", "sealed_at")
 
@@ -146,9 +152,26 @@ def record_per_customer(cur, change: str, owner: str, params: dict, action: Acti
     return _events(cur, action, run)
 
 
+def record_each(cur, records: dict[int, tuple[int, dict]], action: Action, run: RunContext) -> list[dict]:
+    """Write one record per customer of `records` (customer id -> (row count, the record's
+    own details, added to `action.details`)) and their link, in one statement; return the
+    events to emit after commit."""
+    if not records:
+        return []
+    each = {"audit_customers": list(records), "audit_counts": [count for count, _ in records.values()],
+            "audit_each": [json.dumps(details, sort_keys=True) for _, details in records.values()]}
+    cur.execute(WRITE.replace("{before}", "").replace("{rows}", GIVEN), {**each, **_values(action, run)})
+    events = _events(cur, action, run)
+    for event in events:
+        event["details"] = {**action.details, **records[event["customer_id"]][1]}
+    return events
+
+
+# The actions that remove rows (what reports count as removed).
+REMOVING_ACTIONS = ("purge", "delete", "anonymise", "drop_partition")
 # Committed actions that remove or reduce data, or change what may be removed: these
 # also go to the evidence store's ledger, outside the database (restore-safe deletions).
-LEDGER_ACTIONS = frozenset({"delete", "anonymise", "drop_partition", "erase_on_request", "end_relationship",
+LEDGER_ACTIONS = frozenset({*REMOVING_ACTIONS, "erase_on_request", "end_relationship",
                             "backdate_relationship_end", "place_legal_hold", "release_legal_hold", "file_remove"})
 
 
@@ -163,11 +186,18 @@ def ledger_entry(event: dict) -> dict:
     """The ledger's copy of a committed event (no personal data: ids, counts, hashes)."""
     return {"audit_id": event["audit_id"], "row_hash": event["row_hash"], "action": event["action"],
             "rule": event["rule"], "customer_id": event["customer_id"],
-            "tables": {event["table_name"]: event["row_count"]} if event["table_name"] else {},
+            "tables": tables_of(event),
             "as_of": event["as_of"], "dag_id": event["dag_id"], "run_id": event["run_id"],
             "partition": event["details"].get("partition"), "recorded_at": _iso(event["recorded_at"])} | {
                 key: event["details"][key] for key in REPLAY_DETAILS if key in event["details"]} | event.get(
                 "ledger", {})
+
+
+def tables_of(record: dict) -> dict[str, int]:
+    """The rows per table a record (an event or a row of `lifecycle_audit`) says it touched."""
+    if "tables" in record["details"]:  # a purge's record: one per customer and rule
+        return record["details"]["tables"]
+    return {record["table_name"]: record["row_count"]} if record["table_name"] else {}
 
 
 def _iso(value) -> str:
@@ -185,7 +215,8 @@ def batch_event(events: list[dict]) -> dict:
             links[e["link_id"]] = {"link_id": e["link_id"], "seq": e["seq"], "link_hash": e["link_hash"],
                                    "merkle_root": e["merkle_root"], "total_records": e["total_records"],
                                    "sealed_at": _iso(e["sealed_at"])}
-        summary[(e["action"], e["rule"] or "", e["table_name"] or "", bool(e["dry_run"]))] += e["row_count"]
+        for table, count in (tables_of(e) or {"": e["row_count"]}).items():
+            summary[(e["action"], e["rule"] or "", table, bool(e["dry_run"]))] += count
     return {"dag_id": first["dag_id"], "run_id": first["run_id"], "task_id": first["task_id"],
             "try_number": first["try_number"], "recorded_at": _iso(first["recorded_at"]), "records": len(events),
             "audit_ids": [min(e["audit_id"] for e in events), max(e["audit_id"] for e in events)],

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from telco_lifecycle.database import transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import checkpoints, integrity
-from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, parse_event
+from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, REMOVING_ACTIONS, parse_event
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.policy import load_policy
 from telco_lifecycle.report_files import ReportFile, private_dir, report_folder, write_report
@@ -366,7 +366,7 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
     findings = read_logs(source, lower, upper)
     out_dir = private_dir(out_dir) if out_dir else report_folder("audit")
     stem = out_dir / f"audit_report_{start.isoformat()}_{end.isoformat()}{'_' + author if author else ''}"
-    params = {"start": lower, "end": upper}
+    params = {"start": lower, "end": upper, "removing": list(REMOVING_ACTIONS)}
     with transaction(conn) as cur:
         logs_gone = logs_removed_before(cur)
         mismatches, explained = reconcile(cur, params, findings, logs_gone)

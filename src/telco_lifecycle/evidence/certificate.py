@@ -168,6 +168,13 @@ def _local(iso: str) -> str:
     return dt.datetime.fromisoformat(iso).astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def tables_label(action: dict) -> str:
+    """The table a record names, or a purge's tables with their rows (one record per customer and rule)."""
+    if action["table_name"] is not None:
+        return action["table_name"]
+    return ", ".join(f"{table} ({n})" for table, n in audit.tables_of(action).items())
+
+
 def render_html(c: dict) -> str:
     title = f"Deletion certificate, customer {c['customer_id']}"
     state = ("Every line below carries its audit record, the record's inclusion proof in the audit chain and the"
@@ -176,7 +183,7 @@ def render_html(c: dict) -> str:
              "WARNING: at least one line is not backed: " + ("; ".join(c["proof_problems"])
                                                              or "its event is missing from the task logs") + ".")
     rows = [[_local(a["recorded_at"]), a["rule"] or "", a["action"] + (" (dry run)" if a["dry_run"] else ""),
-             a["table_name"] or "", a["row_count"], a["as_of"] or "", f"{a['dag_id']}, {run_label(a['run_id'])}",
+             tables_label(a), a["row_count"], a["as_of"] or "", f"{a['dag_id']}, {run_label(a['run_id'])}",
              a["verification"], a["audit_id"], a["row_hash"],
              f"link {a['proof']['links'][0]['seq']}, checkpoint {a['proof']['checkpoint']['sequence']}"
              if a["proof"] else "no proof", "yes" if a["event_in_task_log"] else "NO"] for a in c["actions"]]

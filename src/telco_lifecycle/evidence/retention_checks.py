@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.verification import Check, run_checks
 from telco_lifecycle.policy import DataItem, Policy, Rule, load_policy
 
-DESTRUCTIVE_ACTIONS = ("delete", "anonymise", "drop_partition")
 # GX substitutes `{batch}` with an already aliased subquery: wrap it to call the rows `t`.
 ROWS = "(SELECT * FROM {batch}) t"
 
@@ -170,7 +170,7 @@ def checks(as_of: dt.date, rule_ids: list[str] | None = None, expected: dict | N
         "lifecycle_audit",
         "SELECT a.audit_id FROM {batch} a JOIN legal_holds h ON h.customer_id = a.customer_id"
         " AND h.released_on IS NULL"
-        f" WHERE a.action IN {DESTRUCTIVE_ACTIONS!r} AND NOT a.dry_run"
+        f" WHERE a.action IN {audit.REMOVING_ACTIONS!r} AND NOT a.dry_run"
         " AND a.recorded_at >= coalesce((SELECT min(p.recorded_at) FROM lifecycle_audit p"
         "   WHERE p.action = 'place_legal_hold' AND (p.details->>'legal_hold_id')::bigint = h.legal_hold_id),"
         "   h.placed_on::timestamptz)"))

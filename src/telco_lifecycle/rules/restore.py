@@ -33,9 +33,9 @@ from telco_lifecycle.report_files import write_report as write_file
 from telco_lifecycle.rules import legal_holds, offboarding, retention
 from telco_lifecycle.subjects import erasure
 
-KINDS = {"delete": "purge", "anonymise": "purge", "drop_partition": "partition", "end_relationship": "offboard",
-         "backdate_relationship_end": "backdate", "erase_on_request": "erase", "place_legal_hold": "hold",
-         "release_legal_hold": "hold", "file_remove": "file"}
+KINDS = {"purge": "purge", "delete": "purge", "anonymise": "purge", "drop_partition": "partition",
+         "end_relationship": "offboard", "backdate_relationship_end": "backdate", "erase_on_request": "erase",
+         "place_legal_hold": "hold", "release_legal_hold": "hold", "file_remove": "file"}
 DELETING = ("purge", "offboard", "erase")  # steps that remove a customer's data
 # Re-applied steps were approved when first done (the ledger's entry); the trail names the
 # reconciliation, never the free text of who asked for it.
@@ -136,10 +136,12 @@ def _reapply(conn, step: dict, run: audit.RunContext, requested_by: str) -> None
     events = []
     with transaction(conn) as cur:
         for entry in step["entries"]:
-            table = next(iter(entry["tables"]), None)
+            tables = entry["tables"]  # a purge's entry: the rows of every table of the rule
+            table = next(iter(tables)) if len(tables) == 1 else None
             events.append(audit.record(cur, audit.Action(
-                REAPPLIED, entry["rule"], entry["customer_id"], table, int(entry["tables"].get(table, 0)),
-                as_of, False, {"ledger_audit_id": entry["audit_id"], "ledger_row_hash": entry["row_hash"],
+                REAPPLIED, entry["rule"], entry["customer_id"], table, sum(int(n) for n in tables.values()),
+                as_of, False, {**({"ledger_tables": tables} if len(tables) > 1 else {}),
+                               "ledger_audit_id": entry["audit_id"], "ledger_row_hash": entry["row_hash"],
                                "ledger_action": entry["action"], "ledger_dag_id": entry["dag_id"],
                                "ledger_run_id": entry["run_id"], "ledger_recorded_at": entry["recorded_at"]}), run))
     audit.emit(events)

@@ -5,8 +5,9 @@ relationship end + period, or the fiscal year + period), and per data item the
 statement (`delete` removes rows, `anonymise` clears the listed columns and stamps
 the kept `*_purged_on` column). Work goes in batches of BATCH_SIZE due customers,
 walked by id with progress in the log, one transaction per batch: per table one
-set-based statement removes the batch's due rows and writes one audit row per
-customer, so a customer's rows for a rule go with their audit rows or not at all.
+set-based statement removes the batch's due rows, then one statement writes one audit
+record per customer and rule (its rows per table), so a customer's rows for a rule go
+with their audit record or not at all.
 Every statement itself re-checks each customer's clock and that no hold is in force;
 customers under a hold in force are skipped and the skip is recorded. Wholly expired
 CDR months are dropped as partitions (`lifecycle_drop_cdr_partition`) before the customers' deletes.
@@ -22,7 +23,7 @@ import logging
 import math
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.customers import hold_ids_in_force, on_hold_sql
+from telco_lifecycle.customers import on_hold_sql
 from telco_lifecycle.database import run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
@@ -403,14 +404,20 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
     return skipped, purged
 
 
+# A set-based change, and how many rows of each customer it touched.
+COUNTED = "WITH changed AS ({change} RETURNING {owner} AS customer_id) SELECT customer_id, count(*) FROM changed" \
+          " GROUP BY customer_id"
+
+
 def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict) -> int:
     """One transaction for a batch of customers: per table one set-based statement
-    removes the due rows of all of them and writes their audit rows (one per customer),
-    so each customer's rows for the rule go, with their audit rows, or none do."""
+    removes the due rows of all of them, then one statement writes their audit records
+    (one per customer and rule, with its rows per table), so each customer's rows for
+    the rule go, with their record, or none do."""
     if not customer_ids:
         return 0
     params = {**s.params, "batch": customer_ids}
-    events = []
+    tables: dict[int, dict[str, int]] = {}
     with transaction(conn) as cur:
         # The customers' row locks first, in id order, as offboarding and erasure take
         # them: one lock order for everything that changes a customer, so they queue,
@@ -419,29 +426,29 @@ def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext,
                     " ORDER BY customer_id FOR UPDATE", params)
         for item in s.rule.data:
             change, owner = s.change(item, s.releasable())
-            written = audit.record_per_customer(cur, change, owner, params, audit.Action(
-                item.action, s.rule.id, None, item.table, 0, s.as_of, False, year_ends_details(s)), run)
-            removed[item.table] += sum(event["row_count"] for event in written)
-            events += written
+            cur.execute(COUNTED.format(change=change, owner=owner), params)
+            for customer_id, count in cur.fetchall():
+                tables.setdefault(customer_id, {})[item.table] = count
+                removed[item.table] += count
+        events = audit.record_each(cur, {customer_id: (sum(counts.values()), {"tables": counts})
+                                         for customer_id, counts in tables.items()},
+                                   audit.Action("purge", s.rule.id, as_of=s.as_of, details=year_ends_details(s)), run)
     audit.emit(events)
-    return len({event["customer_id"] for event in events})
+    return len(tables)
 
 
 def _skip(conn, s: Scope, customer_ids: list[int], run: audit.RunContext) -> list[dict]:
     """Record (once per date) that the batch's held customers' due data was kept: one
-    transaction and one log event for the batch; holds named by id."""
+    transaction, one statement of records and one log event for the batch; holds named by id."""
     if not customer_ids:
         return []
-    skipped, events = [], []
     with transaction(conn) as cur:
-        for customer_id in customer_ids:
-            hold_ids = hold_ids_in_force(cur, customer_id)
-            skipped.append({"customer_id": customer_id, "legal_hold_ids": hold_ids})
-            cur.execute(read_sql("retention/skip_recorded.sql"), {**s.params, "customer_id": customer_id})
-            if not cur.fetchone()[0]:
-                events.append(audit.record(cur, audit.Action(
-                    "skipped_legal_hold", s.rule.id, customer_id, None, 0, s.as_of, False,
-                    {"legal_hold_ids": hold_ids}), run))
+        cur.execute(read_sql("retention/skips_to_record.sql"), {**s.params, "customers": customer_ids})
+        holds = {customer_id: (hold_ids, recorded) for customer_id, hold_ids, recorded in cur.fetchall()}
+        events = audit.record_each(cur, {customer_id: (0, {"legal_hold_ids": hold_ids})
+                                         for customer_id, (hold_ids, recorded) in holds.items() if not recorded},
+                                   audit.Action("skipped_legal_hold", s.rule.id, as_of=s.as_of), run)
     audit.emit(events)
+    skipped = [{"customer_id": customer_id, "legal_hold_ids": holds[customer_id][0]} for customer_id in customer_ids]
     log.info("rule %s: %d customer(s) skipped: legal hold in force", s.rule.id, len(skipped))
     return skipped
