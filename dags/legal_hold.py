@@ -31,6 +31,9 @@ Releasing re-enables deletion, so it needs a second person:
   rejected it
 """
 
+# Named here so that the dag processor imports the approval operator once, before it
+# forks each parse (parsing_pre_import_modules), not in every parse.
+import airflow.providers.standard.operators.hitl  # noqa: F401
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
 from telco_lifecycle.workflows.approvals import (
