@@ -19,6 +19,7 @@ import json
 import logging
 from collections import Counter
 
+from telco_lifecycle.database import int_array
 from telco_lifecycle.evidence import checkpoints
 from telco_lifecycle.evidence.store import evidence_store
 from telco_lifecycle.settings import AUDIT_LOGGER
@@ -108,6 +109,12 @@ PER_CUSTOMER_ROWS = ("SELECT customer_id, count(*) AS row_count, '{}'::jsonb AS 
 # Records given by the caller: per customer its count and its own details.
 GIVEN = ("SELECT * FROM unnest(%(audit_customers)s::bigint[], %(audit_counts)s::bigint[],"
          " %(audit_each)s::text[]::jsonb[]) r(customer_id, row_count, details)")
+# A purge's records from its rows per customer and table (flat arrays): one per customer,
+# its rows in all and per table.
+PER_TABLE_COUNTS = ("SELECT r.customer_id, sum(r.n) AS row_count, jsonb_build_object('tables', jsonb_object_agg("
+                    "(%(audit_tables)s::text[])[r.t], r.n)) AS details FROM unnest(%(audit_customers)s::bigint[],"
+                    " %(audit_table_numbers)s::int[], %(audit_counts)s::bigint[]) r(customer_id, t, n)"
+                    " GROUP BY r.customer_id")
 RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count",
             "link_id", "seq", "link_hash", "total_records", "merkle_root", "sealed_at")
 
@@ -158,12 +165,31 @@ def record_each(cur, records: dict[int, tuple[int, dict]], action: Action, run: 
     events to emit after commit."""
     if not records:
         return []
-    each = {"audit_customers": list(records), "audit_counts": [count for count, _ in records.values()],
+    each = {"audit_customers": int_array(records), "audit_counts": int_array(count for count, _ in records.values()),
             "audit_each": [json.dumps(details, sort_keys=True) for _, details in records.values()]}
     cur.execute(WRITE.replace("{before}", "").replace("{rows}", GIVEN), {**each, **_values(action, run)})
     events = _events(cur, action, run)
     for event in events:
         event["details"] = {**action.details, **records[event["customer_id"]][1]}
+    return events
+
+
+def record_tables(cur, tables: dict[int, dict[str, int]], action: Action, run: RunContext) -> list[dict]:
+    """Write one record per customer of `tables` (customer id -> rows per table), its rows
+    in all as the count and per table in `details.tables`, and their link, in one
+    statement (the details built in SQL); return the events to emit after commit."""
+    if not tables:
+        return []
+    names = sorted({table for counts in tables.values() for table in counts})
+    number = {table: i for i, table in enumerate(names, start=1)}
+    pairs = [(customer_id, number[table], n) for customer_id, counts in tables.items() for table, n in counts.items()]
+    customers, numbers, counts = zip(*pairs, strict=True)
+    cur.execute(WRITE.replace("{before}", "").replace("{rows}", PER_TABLE_COUNTS),
+                {"audit_customers": int_array(customers), "audit_table_numbers": int_array(numbers),
+                 "audit_counts": int_array(counts), "audit_tables": names, **_values(action, run)})
+    events = _events(cur, action, run)
+    for event in events:
+        event["details"] = {**action.details, "tables": tables[event["customer_id"]]}
     return events
 
 

@@ -24,7 +24,7 @@ import math
 from zoneinfo import ZoneInfo
 
 from telco_lifecycle.customers import on_hold_sql
-from telco_lifecycle.database import run_lock, transaction
+from telco_lifecycle.database import int_array, run_lock, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import audit
 from telco_lifecycle.evidence.restore_detection import refuse_if_restored
@@ -165,7 +165,7 @@ class Scope:
     def releasable(self, batch: bool = True) -> str:
         """The customers (of the batch %(batch)s, or all) whose clock has run out and who
         are under no hold in force: checked in every purge statement itself."""
-        among = "c.customer_id = ANY (%(batch)s) AND " if batch else ""
+        among = "c.customer_id = ANY (%(batch)s::bigint[]) AND " if batch else ""
         return (f"IN (SELECT c.customer_id FROM customers c WHERE {among}{self.customer_clock()}"
                 f" AND NOT {on_hold_sql('c.customer_id')})")
 
@@ -324,7 +324,9 @@ def purge_customers(conn, rule_id: str, as_of: dt.date, customer_ids: list[int],
     s = scope(rule_id, as_of)
     removed = {item.table: 0 for item in s.rule.data}
     with run_lock(conn, f"purge:{s.rule.id}"):
-        _purge_batch(conn, s, customer_ids, run, removed)
+        with transaction(conn) as cur:
+            events = _purge_batch(cur, s, customer_ids, run, removed)
+        audit.emit(events)
     return removed
 
 
@@ -378,7 +380,8 @@ def _drop_partitions(conn, s: Scope, months: list[tuple], run: audit.RunContext)
 def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch_size: int):
     """Batch by batch of due customers: found once, set-based, into a cursor WITH HOLD
     (materialised at commit, so the role needs no TEMP privilege), read one batch at a
-    time in id order (Python holds one batch at a time)."""
+    time in id order (Python holds one batch at a time), each batch one transaction: its
+    held customers' skips and the others' purge, with one log event."""
     name = f"lifecycle_due_{s.rule.id}"
     with transaction(conn) as cur:
         cur.execute(f'DECLARE "{name}" SCROLL CURSOR WITH HOLD FOR {s.due_customers_sql()} ORDER BY 1', s.params)
@@ -392,11 +395,14 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
             with transaction(conn) as cur:
                 cur.execute(f'FETCH FORWARD {int(batch_size)} FROM "{name}"')
                 batch = cur.fetchall()
-            skipped += _skip(conn, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
-            purged += _purge_batch(conn, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
-                                   removed)
-            log.info("rule %s: batch %d of %d done (%d customer(s)), rows so far: %s",
-                     s.rule.id, number, batches, len(batch), describe_counts(removed))
+                held, skip_events = _skip(cur, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
+                events = _purge_batch(cur, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
+                                      removed)
+            audit.emit(skip_events + events)
+            skipped += held
+            purged += len(events)
+            log.info("rule %s: batch %d of %d done (%d customer(s), %d skipped: legal hold in force), rows so far: %s",
+                     s.rule.id, number, batches, len(batch), len(held), describe_counts(removed))
     finally:
         if not conn.closed:
             with transaction(conn) as cur:
@@ -409,46 +415,39 @@ COUNTED = "WITH changed AS ({change} RETURNING {owner} AS customer_id) SELECT cu
           " GROUP BY customer_id"
 
 
-def _purge_batch(conn, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict) -> int:
-    """One transaction for a batch of customers: per table one set-based statement
-    removes the due rows of all of them, then one statement writes their audit records
-    (one per customer and rule, with its rows per table), so each customer's rows for
-    the rule go, with their record, or none do."""
-    if not customer_ids:
-        return 0
-    params = {**s.params, "batch": customer_ids}
-    tables: dict[int, dict[str, int]] = {}
-    with transaction(conn) as cur:
-        # The customers' row locks first, in id order, as offboarding and erasure take
-        # them: one lock order for everything that changes a customer, so they queue,
-        # never deadlock.
-        cur.execute("SELECT customer_id FROM customers WHERE customer_id = ANY (%(batch)s)"
-                    " ORDER BY customer_id FOR UPDATE", params)
-        for item in s.rule.data:
-            change, owner = s.change(item, s.releasable())
-            cur.execute(COUNTED.format(change=change, owner=owner), params)
-            for customer_id, count in cur.fetchall():
-                tables.setdefault(customer_id, {})[item.table] = count
-                removed[item.table] += count
-        events = audit.record_each(cur, {customer_id: (sum(counts.values()), {"tables": counts})
-                                         for customer_id, counts in tables.items()},
-                                   audit.Action("purge", s.rule.id, as_of=s.as_of, details=year_ends_details(s)), run)
-    audit.emit(events)
-    return len(tables)
-
-
-def _skip(conn, s: Scope, customer_ids: list[int], run: audit.RunContext) -> list[dict]:
-    """Record (once per date) that the batch's held customers' due data was kept: one
-    transaction, one statement of records and one log event for the batch; holds named by id."""
+def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict) -> list[dict]:
+    """In the caller's transaction, for a batch of customers: per table one set-based
+    statement removes the due rows of all of them, then one statement writes their audit
+    records (one per customer and rule, with its rows per table), so each customer's rows
+    for the rule go, with their record, or none do. The events to emit after commit."""
     if not customer_ids:
         return []
-    with transaction(conn) as cur:
-        cur.execute(read_sql("retention/skips_to_record.sql"), {**s.params, "customers": customer_ids})
-        holds = {customer_id: (hold_ids, recorded) for customer_id, hold_ids, recorded in cur.fetchall()}
-        events = audit.record_each(cur, {customer_id: (0, {"legal_hold_ids": hold_ids})
-                                         for customer_id, (hold_ids, recorded) in holds.items() if not recorded},
-                                   audit.Action("skipped_legal_hold", s.rule.id, as_of=s.as_of), run)
-    audit.emit(events)
+    params = {**s.params, "batch": int_array(customer_ids)}
+    # The customers' row locks first, in id order, as offboarding and erasure take them:
+    # one lock order for everything that changes a customer, so they queue, never deadlock.
+    cur.execute("SELECT customer_id FROM customers WHERE customer_id = ANY (%(batch)s::bigint[])"
+                " ORDER BY customer_id FOR UPDATE", params)
+    tables: dict[int, dict[str, int]] = {}
+    for item in s.rule.data:
+        change, owner = s.change(item, s.releasable())
+        cur.execute(COUNTED.format(change=change, owner=owner), params)
+        for customer_id, count in cur.fetchall():
+            tables.setdefault(customer_id, {})[item.table] = count
+            removed[item.table] += count
+    return audit.record_tables(cur, tables, audit.Action("purge", s.rule.id, as_of=s.as_of,
+                                                         details=year_ends_details(s)), run)
+
+
+def _skip(cur, s: Scope, customer_ids: list[int], run: audit.RunContext) -> tuple[list[dict], list[dict]]:
+    """In the caller's transaction, record (once per date) that the batch's held
+    customers' due data was kept, in one statement; holds named by id. The skipped
+    customers with their holds, and the events to emit after commit."""
+    if not customer_ids:
+        return [], []
+    cur.execute(read_sql("retention/skips_to_record.sql"), {**s.params, "customers": int_array(customer_ids)})
+    holds = {customer_id: (hold_ids, recorded) for customer_id, hold_ids, recorded in cur.fetchall()}
+    events = audit.record_each(cur, {customer_id: (0, {"legal_hold_ids": hold_ids})
+                                     for customer_id, (hold_ids, recorded) in holds.items() if not recorded},
+                               audit.Action("skipped_legal_hold", s.rule.id, as_of=s.as_of), run)
     skipped = [{"customer_id": customer_id, "legal_hold_ids": holds[customer_id][0]} for customer_id in customer_ids]
-    log.info("rule %s: %d customer(s) skipped: legal hold in force", s.rule.id, len(skipped))
-    return skipped
+    return skipped, events
