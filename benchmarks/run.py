@@ -99,7 +99,11 @@ def worker_logging(path: Path) -> None:
 def in_task_process(action, log_path: Path):
     """(seconds, value) of `action()` timed in a child forked from this process with
     worker logging configured, as Airflow's supervisor forks a task process (so the child
-    has what a task process has loaded: the supervisor's and the task runner's modules)."""
+    has what a task process has loaded when its work starts: the supervisor's and the task
+    runner's modules, and the Postgres hook and connection lookup through which a
+    lifecycle task has connected)."""
+    import airflow.providers.postgres.hooks.postgres  # noqa: F401
+    import airflow.sdk.execution_time.cache  # noqa: F401
     import airflow.sdk.execution_time.supervisor  # noqa: F401
     import airflow.sdk.execution_time.task_runner  # noqa: F401
 
