@@ -221,7 +221,7 @@ def ledger_entry(event: dict) -> dict:
 
 def tables_of(record: dict) -> dict[str, int]:
     """The rows per table a record (an event or a row of `lifecycle_audit`) says it touched."""
-    if "tables" in record["details"]:  # a purge's record: one per customer and rule
+    if "tables" in record["details"]:  # a purge's (one per customer and rule), Airflow metadata's cleanup
         return record["details"]["tables"]
     return {record["table_name"]: record["row_count"]} if record["table_name"] else {}
 
