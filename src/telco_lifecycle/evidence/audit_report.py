@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from telco_lifecycle.database import transaction
+from telco_lifecycle.database import int_array, transaction
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence import checkpoints, integrity
 from telco_lifecycle.evidence.audit import LEDGER_ACTIONS, REMOVING_ACTIONS, parse_event
@@ -380,7 +380,7 @@ def build_report(conn, start: dt.date, end: dt.date, source=None, out_dir: Path 
         logged_links = sorted({link["link_id"] for _, e in findings.events for link in e.get("links", [])})
         with ReportFile(stem.with_suffix(".csv"), newline="") as csv_file:
             cur.copy_expert(cur.mogrify(read_sql("audit/actions_csv.sql"),
-                                        {**params, "logged_links": logged_links}).decode(), csv_file.file)
+                                        {**params, "logged_links": int_array(logged_links)}).decode(), csv_file.file)
     verification = integrity.verify(conn)
     checkpoints.write_current(conn, {"report": f"audit_report {start.isoformat()}..{end.isoformat()}"})
     breaks = [{"audit_id": None, "problem": finding} for finding in verification["findings"]]

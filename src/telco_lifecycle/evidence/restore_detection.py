@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from telco_lifecycle.database import int_array
 from telco_lifecycle.errors import Refused
 from telco_lifecycle.evidence.store import EvidenceStore, evidence_store
 from telco_lifecycle.settings import read_sql
@@ -76,7 +77,7 @@ def _missing(cur, entries: list[dict]) -> list[dict]:
     if not entries:
         return []
     cur.execute(read_sql("audit/ledger_missing.sql"),
-                {"ids": [e["audit_id"] for e in entries], "hashes": [e["row_hash"] for e in entries]})
+                {"ids": int_array(e["audit_id"] for e in entries), "hashes": [e["row_hash"] for e in entries]})
     return [entries[i - 1] for (i,) in cur.fetchall()]
 
 
