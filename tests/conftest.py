@@ -52,6 +52,7 @@ os.environ["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] = str(_tmp / "airflow" / "logs")
 os.environ["AIRFLOW_CONN_LIFECYCLE_SIGNING_KEY"] = json.dumps(
     {"conn_type": "generic", "password": base64.b64encode(os.urandom(32)).decode()})
 os.environ["LIFECYCLE_EVIDENCE_DIR"] = str(_tmp / "evidence")
+os.environ["LIFECYCLE_CACHE_DIR"] = str(_tmp / "cache")  # not the user's ~/.cache
 
 
 def _airflow(*args: str) -> None:

@@ -7,6 +7,8 @@ uses; a restore re-creates that database from the copy."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 from zoneinfo import ZoneInfo
 
 import psycopg2
@@ -238,3 +240,44 @@ def test_a_hold_placed_again_without_its_case_reference_is_listed_for_the_dpo():
 
     assert report["holds_without_case_reference"] == [
         {"customer_id": 7, "hold_ledger_audit_id": 41, "case_reference": "restored hold, ledger audit #41"}]
+
+
+def test_the_restore_check_compares_only_what_the_ledger_gained_since_a_clean_one(telco, operator):
+    """A clean check is remembered by the chain link it saw; later checks compare only the
+    ledger segments appended to since, unless the database no longer holds that link."""
+    from telco_lifecycle.evidence import audit
+    from telco_lifecycle.evidence.restore_detection import check_memory_path, find_gap
+    from telco_lifecycle.evidence.store import evidence_store
+
+    def removal(customer_id: int) -> None:  # a committed removal: its audit row, then its ledger entry
+        with telco.conn.cursor() as cur:
+            events = [audit.record(cur, audit.Action("delete", "pbx_sip_config", customer_id, "pbx_configs", 1),
+                                   audit.RunContext())]
+        telco.conn.commit()
+        audit.emit(events)
+
+    def written_before_the_remembered_check() -> None:  # as if every segment were that old
+        store = evidence_store()
+        since = json.loads(check_memory_path(store).read_text())["since"]
+        for segment in store.ledger_dir.glob("*.jsonl"):
+            os.utime(segment, (since - 60, since - 60))
+
+    older = operator("older")
+    removal(1)
+    gap = find_gap(telco.conn)
+    assert (gap.compared, gap.entries) == (1, [])
+    written_before_the_remembered_check()
+    assert find_gap(telco.conn).compared == 0  # nothing appended since the clean check
+
+    # Restored from a backup that holds the remembered link: the segments appended to since are compared.
+    newer = operator("newer")
+    removal(2)
+    restore(telco, newer)
+    gap = find_gap(telco.conn)
+    assert gap.compared == 2 and [e["customer_id"] for e in gap.entries] == [2]
+
+    # From a backup older than the remembered link: the whole ledger, however old its segments.
+    written_before_the_remembered_check()
+    restore(telco, older)
+    gap = find_gap(telco.conn)
+    assert gap.compared == 2 and [e["customer_id"] for e in gap.entries] == [1, 2]

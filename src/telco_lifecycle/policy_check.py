@@ -13,14 +13,9 @@ tasks load and validate it in full whenever they run.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-from telco_lifecycle.settings import policy_path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LIFECYCLE_CACHE_DIR") or Path.home() / ".cache" / "telco_lifecycle")
+from telco_lifecycle.settings import cache_dir, policy_path
 
 
 def validate_policy() -> None:

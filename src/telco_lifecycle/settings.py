@@ -33,6 +33,12 @@ def policy_path() -> Path:
     return Path(override) if override else include_dir() / "policy" / "retention.yaml"
 
 
+def cache_dir() -> Path:
+    """What the lifecycle remembers between runs on this host and may lose at any time
+    (LIFECYCLE_CACHE_DIR, default ~/.cache/telco_lifecycle): never evidence."""
+    return Path(os.environ.get("LIFECYCLE_CACHE_DIR") or Path.home() / ".cache" / "telco_lifecycle")
+
+
 def reports_dir() -> Path:
     path = Path(os.environ.get("LIFECYCLE_REPORTS_DIR") or "reports").resolve()
     path.mkdir(parents=True, exist_ok=True)

@@ -110,12 +110,15 @@ class EvidenceStore:
             _segments[self.ledger_dir] = (os.getpid(), fd)
         return fd
 
-    def ledger(self) -> Iterator[dict]:
+    def ledger(self, appended_since: float | None = None) -> Iterator[dict]:
         """Every entry: segment by segment in creation order, each in append order (a line
-        cut short by a crash while it was written is skipped)."""
+        cut short by a crash while it was written is skipped). With `appended_since` (a
+        time.time()), only the segments appended to at or after it."""
         if not self.ledger_dir.is_dir():
             return
         for path in sorted(self.ledger_dir.glob("*.jsonl")):
+            if appended_since is not None and path.stat().st_mtime < appended_since:
+                continue
             with path.open(encoding="utf-8") as lines:
                 for line in lines:
                     if line.endswith("\n"):
@@ -130,8 +133,7 @@ class EvidenceStore:
         self._ensure()
         signer = signing.signing_key()
         while True:
-            written = self.checkpoints()
-            last = written[-1] if written else None
+            last = self.last_checkpoint()
             document = {**checkpoint, "sequence": (last["sequence"] + 1) if last else 1,
                         "previous_checkpoint": checkpoint_hash(last) if last else None,
                         "key_id": signing.key_id(signer.public_key())}
@@ -142,6 +144,12 @@ class EvidenceStore:
                 return path
             except FileExistsError:
                 continue
+
+    def last_checkpoint(self) -> dict | None:
+        """The checkpoint with the highest sequence number (its file name), read alone: a
+        checkpoint is written by every run, and the store grows with the years."""
+        names = sorted(self.checkpoint_dir.glob("*.json")) if self.checkpoint_dir.is_dir() else []
+        return json.loads(names[-1].read_text(encoding="utf-8")) if names else None
 
     def checkpoints(self) -> list[dict]:
         """Every checkpoint, by sequence number (as stored; `lifecycle audit verify` checks them)."""
