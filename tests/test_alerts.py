@@ -1,6 +1,7 @@
-"""Alerts and metrics (telco_lifecycle.workflows.alerts): a failing verification and a missed deadline
-each reach a real SMTP server started here, holding no personal data; tasks report their
-rows, subjects and verification outcomes through Airflow's StatsD metrics."""
+"""Alerts and metrics (telco_lifecycle.workflows.alerts, alert_delivery, metrics): a failing
+verification and a missed deadline each reach a real SMTP server started here, holding no
+personal data; tasks report their rows, subjects and verification outcomes through Airflow's
+StatsD metrics."""
 
 from __future__ import annotations
 
@@ -195,7 +196,7 @@ def test_the_daily_purges_must_finish_by_the_set_local_time(monkeypatch):
 
 def test_alerts_go_to_the_log_unless_smtp_or_a_channel_is_configured(monkeypatch, caplog):
     """No SMTP connection and no LIFECYCLE_ALERT_CHANNEL: the alert is a warning in the log."""
-    from telco_lifecycle.workflows.alerts import Alert, adeliver
+    from telco_lifecycle.workflows.alert_delivery import Alert, adeliver
 
     monkeypatch.delenv("LIFECYCLE_ALERT_CHANNEL", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_SMTP_DEFAULT", raising=False)

@@ -34,17 +34,14 @@ and the failure callback), named with the rule so plain StatsD keeps it, tagged 
 They come from the tasks' return values: `removed`/`deleted` (rows per table),
 `customers_purged` or `customer_id` (subjects), `verification` or a list of check results.
 
-Imported at DAG-parse time: nothing heavy at top level.
+This module holds what the DAG objects carry and is imported at DAG-parse time: the
+callbacks, the deadlines, `DeadlineDag`. What a callback does when it fires loads inside it:
+`alert_delivery` (what an alert says, how it is sent) and `metrics` (what a task reports).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import html
-import importlib
-import inspect
-import logging
 import os
 
 from airflow.sdk import DAG
@@ -55,10 +52,6 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from telco_lifecycle.settings import TIMEZONE
-
-log = logging.getLogger("telco_lifecycle.workflows.alerts")
-
-ALL_RULES = "all"  # the rule tag of retention_verification's checks, which cover every rule
 
 
 def setting(name: str) -> str:
@@ -72,146 +65,12 @@ def setting(name: str) -> str:
     return os.environ.get(name) or defaults[name]
 
 
-@dataclasses.dataclass(frozen=True)
-class Alert:
-    """What the data team is told: identifiers and counts only."""
-
-    event: str
-    dag_id: str
-    run_id: str
-    task_id: str | None = None
-    rules: tuple[str, ...] = ()
-    counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    facts: dict[str, str] = dataclasses.field(default_factory=dict)
-    detail: str = ""
-
-    @property
-    def subject(self) -> str:
-        where = self.dag_id + (f".{self.task_id}" if self.task_id else "")
-        return f"[data lifecycle] {self.event}: {where}" + (f" ({', '.join(self.rules)})" if self.rules else "")
-
-    @property
-    def url(self) -> str:
-        from telco_lifecycle.workflows.urls import run_url
-
-        return _base_url() + run_url(self.dag_id, self.run_id, self.task_id)
-
-    def lines(self) -> list[tuple[str, str]]:
-        return ([("event", self.event), ("DAG", self.dag_id), ("run", self.run_id)]
-                + ([("task", self.task_id)] if self.task_id else [])
-                + [("rules", ", ".join(self.rules) or "-")] + list(self.facts.items())
-                + [(name, str(n)) for name, n in self.counts.items()]
-                + ([("detail", self.detail)] if self.detail else []) + [("link", self.url)])
-
-    def text(self) -> str:
-        return "\n".join(f"{key}: {value}" for key, value in self.lines())
-
-    def html(self) -> str:
-        rows = "".join(f"<tr><th align=left>{html.escape(k)}</th>"
-                       f"<td><pre style='margin:0'>{html.escape(v)}</pre></td></tr>" for k, v in self.lines())
-        return f"<p>{html.escape(self.subject)}</p><table>{rows}</table>"
-
-
-def _base_url() -> str:
-    from airflow.configuration import conf
-
-    return (conf.get("api", "base_url", fallback="") or "").rstrip("/")
-
-
-def _channel(smtp_configured: bool):
-    channel = os.environ.get("LIFECYCLE_ALERT_CHANNEL") or ("smtp" if smtp_configured else "log")
-    if channel in ("smtp", "log"):
-        return channel
-    module, _, name = channel.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def deliver(alert: Alert) -> None:
-    """Send `alert` through the configured channel (from a task or the dag processor)."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        smtp_configured = bool(Connection.get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
-    except AirflowNotFoundException:
-        smtp_configured = False
-    channel = _channel(smtp_configured)
-    if channel == "smtp":
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        with SmtpHook(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
-            smtp.send_email_smtp(**_email(alert))
-    elif channel == "log":
-        log.warning("ALERT %s\n%s", alert.subject, alert.text())
-    else:
-        channel(alert)
-    log.info("alert sent: %s", alert.subject)
-
-
-async def adeliver(alert: Alert) -> None:
-    """Send `alert` through the configured channel without blocking (from the triggerer)."""
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        smtp_configured = bool(await Connection.async_get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
-    except AirflowNotFoundException:
-        smtp_configured = False
-    channel = _channel(smtp_configured)
-    if channel == "smtp":
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        async with SmtpHook(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
-            await smtp.asend_email_smtp(**_email(alert))
-    elif channel == "log":
-        log.warning("ALERT %s\n%s", alert.subject, alert.text())
-    else:
-        result = channel(alert)
-        if inspect.isawaitable(result):
-            await result
-    log.info("alert sent: %s", alert.subject)
-
-
-def _email(alert: Alert) -> dict:
-    return {"to": [a.strip() for a in setting("LIFECYCLE_ALERT_TO").split(",")],
-            "from_email": setting("LIFECYCLE_ALERT_FROM"), "subject": alert.subject,
-            "html_content": alert.html(), "mime_subtype": "alternative"}
-
-
-# --- Failures --------------------------------------------------------------------------
-
-def _rules_of_dag(dag) -> tuple[str, ...]:
+def rules_of_dag(dag) -> tuple[str, ...]:
     """A lifecycle DAG carries the ids of the rules it applies among its tags."""
     from telco_lifecycle.policy import load_policy
 
     rule_ids = [rule.id for rule in load_policy().rules]
     return tuple(tag for tag in rule_ids if dag is not None and tag in (dag.tags or ()))
-
-
-def _run_facts(params: dict) -> dict[str, str]:
-    """The run's params that identify what it acted on: never free text."""
-    return {key: str(params[key]) for key in ("as_of", "customer_id", "dry_run") if params.get(key) is not None}
-
-
-def failure_alert(context) -> Alert:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from telco_lifecycle.evidence.restore_detection import RestoredDatabase
-    from telco_lifecycle.evidence.verification import VerificationFailed
-
-    ti, error = context["ti"], context.get("exception")
-    common = {"dag_id": ti.dag_id, "run_id": ti.run_id, "task_id": ti.task_id,
-              "facts": {**_run_facts(context.get("params") or {}), "try": str(ti.try_number)}}
-    if isinstance(error, VerificationFailed):
-        return Alert("verification failed", rules=tuple(dict.fromkeys(f.rule for f in error.failures)),
-                     counts={f"offending rows [{f.rule} / {f.table}] {f.name}": f.offending_rows
-                             for f in error.failures}, **common)
-    # The lifecycle's own refusals are written without personal data; other errors (a
-    # database error can quote a row) are named by their type only: the log has the rest.
-    detail = str(error) if isinstance(error, AirflowFailException) else type(error).__name__ if error else ""
-    event = ("restored database: deletions stopped until restore_reconciliation"
-             if isinstance(getattr(error, "__cause__", None), RestoredDatabase) else "task failed")
-    return Alert(event, rules=_rules_of_dag(context.get("dag")), detail=detail, **common)
 
 
 def flush_evidence() -> None:
@@ -221,16 +80,32 @@ def flush_evidence() -> None:
     checkpoints.flush()
 
 
+# --- Failures and successes ------------------------------------------------------------
+
 class LifecycleNotifier(BaseNotifier):
     """`on_failure_callback` of every lifecycle task: an alert and the verification metrics."""
 
     def notify(self, context) -> None:
+        from telco_lifecycle.workflows.alert_delivery import deliver, failure_alert
+        from telco_lifecycle.workflows.metrics import incr
+
         flush_evidence()
         alert = failure_alert(context)
         if alert.event == "verification failed":
             for rule in alert.rules:
-                _incr(f"lifecycle.verification.failed.{rule}", 1, {"rule": rule})
+                incr(f"lifecycle.verification.failed.{rule}", 1, {"rule": rule})
         deliver(alert)
+
+
+def task_succeeded(context) -> None:
+    """`on_success_callback` of every lifecycle task: the metrics its return value reports."""
+    from telco_lifecycle.workflows.metrics import incr, metrics_of
+
+    flush_evidence()
+    ti = context["ti"]
+    result = ti.xcom_pull(task_ids=ti.task_id)
+    for name, count, tags in metrics_of(ti.task_id, result, rules_of_dag(context.get("dag"))):
+        incr(name, count, tags)
 
 
 # --- Deadlines -------------------------------------------------------------------------
@@ -262,38 +137,20 @@ async def deadline_missed(context: dict, event: str, rules: list[str], done_by_r
     that rule, e.g. the PBX/SIP deletion) and still runs for another reason (an approval)."""
     from asgiref.sync import sync_to_async
 
+    from telco_lifecycle.workflows.alert_delivery import Alert, adeliver, committed, log, run_facts
+
     run = context["dag_run"]
     if run.get("state") in ("success", "failed"):
         log.info("deadline of %s %s passed after the run ended (%s): no alert", run["dag_id"], run["dag_run_id"],
                  run["state"])
         return
-    if done_by_rows_of and await sync_to_async(_committed)(run["dag_id"], run["dag_run_id"], done_by_rows_of):
+    if done_by_rows_of and await sync_to_async(committed)(run["dag_id"], run["dag_run_id"], done_by_rows_of):
         log.info("deadline of %s %s passed; the run has committed its %s work and waits for something else"
                  " (an approval): no alert", run["dag_id"], run["dag_run_id"], done_by_rows_of)
         return
     await adeliver(Alert(event, run["dag_id"], run["dag_run_id"], rules=tuple(rules),
-                         facts={**_run_facts(run.get("conf") or {}),
+                         facts={**run_facts(run.get("conf") or {}),
                                 "deadline": str(context["deadline"]["deadline_time"])}))
-
-
-def _committed(dag_id: str, run_id: str, rule: str) -> bool:
-    """Whether the run has committed audit rows of `rule` (done or, under a hold, deferred).
-    When the database cannot tell, the alert goes out: a check must never silence it."""
-    from telco_lifecycle.workflows.telco_db import telco_connection
-
-    try:
-        conn = telco_connection()
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT EXISTS (SELECT 1 FROM lifecycle_audit WHERE dag_id = %s AND run_id = %s"
-                            " AND rule = %s AND NOT dry_run)", (dag_id, run_id, rule))
-                return bool(cur.fetchone()[0])
-        finally:
-            conn.close()
-    except Exception:
-        log.warning("could not tell whether %s %s committed its %s work; alerting", dag_id, run_id, rule,
-                    exc_info=True)
-        return False
 
 
 def offboarding_deadline():
@@ -337,50 +194,3 @@ def purge_deadline(rule_id: str, schedule: str):
         reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=interval, name="purge_finished",
         callback=AsyncCallback(deadline_missed, kwargs={
             "event": f"daily purge not finished by {until:%H:%M} {TIMEZONE}", "rules": [rule_id]}))
-
-
-# --- Metrics ---------------------------------------------------------------------------
-
-def metrics_of(task_id: str, result, dag_rules: tuple[str, ...] = ()) -> list[tuple[str, int, dict]]:
-    """(name, count, tags) of the metrics a task's return value reports. Verification
-    outcomes come from `verify*` tasks (the status page's convention too); rows and
-    subjects from the task that removed them (a summary restating them, with a
-    `verification` key, is not counted again)."""
-    metrics = []
-    if task_id.startswith("verify"):
-        if isinstance(result, dict) and result.get("verification") in ("passed", "failed"):
-            for rule in [result["rule"]] if result.get("rule") else dag_rules or [ALL_RULES]:
-                metrics.append((f"lifecycle.verification.{result['verification']}.{rule}", 1, {"rule": rule}))
-        elif isinstance(result, list) and all(isinstance(r, dict) and "success" in r for r in result):
-            for rule in dict.fromkeys(r["rule"] for r in result):
-                outcome = "passed" if all(r["success"] for r in result if r["rule"] == rule) else "failed"
-                metrics.append((f"lifecycle.verification.{outcome}.{rule}", 1, {"rule": rule}))
-    elif isinstance(result, dict) and not result.get("dry_run") and "verification" not in result:
-        from telco_lifecycle.policy import load_policy
-
-        policy = load_policy()
-        rules = []
-        for table, rows in (result.get("removed") or result.get("deleted") or {}).items():
-            if rows:
-                rule = policy.rule_for_table(table).id
-                metrics.append((f"lifecycle.rows_removed.{rule}.{table}", rows, {"rule": rule, "table": table}))
-                rules.append(rule)
-        subjects = result.get("customers_purged", 1 if result.get("customer_id") else 0)
-        metrics += [(f"lifecycle.subjects_removed.{rule}", subjects, {"rule": rule})
-                    for rule in dict.fromkeys(rules) if subjects]
-    return metrics
-
-
-def _incr(name: str, count: int, tags: dict) -> None:
-    from airflow.sdk.observability import stats
-
-    stats.incr(name, count=count, tags=tags)
-
-
-def task_succeeded(context) -> None:
-    """`on_success_callback` of every lifecycle task: the metrics its return value reports."""
-    flush_evidence()
-    ti = context["ti"]
-    result = ti.xcom_pull(task_ids=ti.task_id)
-    for name, count, tags in metrics_of(ti.task_id, result, _rules_of_dag(context.get("dag"))):
-        _incr(name, count, tags)

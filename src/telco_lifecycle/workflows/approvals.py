@@ -47,7 +47,7 @@ def approval_required() -> bool:
 
 def announce_without_approval(context: Context, task_id: str, what: str, facts: dict[str, str]) -> None:
     """The deployment switched the second person off: the team is told on every such run."""
-    from telco_lifecycle.workflows.alerts import Alert, deliver
+    from telco_lifecycle.workflows.alert_delivery import Alert, deliver
 
     deliver(Alert(f"{what} without approval (switched off by the deployment)", context["dag"].dag_id,
                   context["run_id"], task_id, facts={**facts, "setting": f"{APPROVAL_SETTING}=false"}))
