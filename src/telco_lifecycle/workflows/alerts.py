@@ -182,11 +182,11 @@ def request_deadline(kind: str):
 def purge_deadline(rule_id: str, schedule: str):
     """A daily purge scheduled by the cron `schedule` ("M H * * *", Copenhagen time) must
     have finished by the local time LIFECYCLE_PURGE_DEADLINE of the same day."""
-    from zoneinfo import ZoneInfo
+    import pendulum  # the zone the DAG's timetable has loaded already
 
     minute, hour = (int(part) for part in schedule.split()[:2])
     until = dt.time.fromisoformat(setting("LIFECYCLE_PURGE_DEADLINE"))
-    day, zone = dt.date(2001, 1, 15), ZoneInfo(TIMEZONE)  # any day without a DST change
+    day, zone = dt.date(2001, 1, 15), pendulum.timezone(TIMEZONE)  # any day without a DST change
     interval = dt.datetime.combine(day, until, zone) - dt.datetime.combine(day, dt.time(hour, minute), zone)
     if interval <= dt.timedelta(0):
         raise ValueError(f"LIFECYCLE_PURGE_DEADLINE {until} is not after the purge's start {hour:02}:{minute:02}")

@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
-from zoneinfo import ZoneInfo
 
+import pendulum
 from airflow.sdk import Context, Param, dag
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 # in the UI that names the line and the problem, and no DAG runs on a policy nobody could read.
 validate_policy()
 
-LOCAL_TZ = ZoneInfo(TIMEZONE)
+# Pendulum's zone, the one Airflow converts start_date and the timetables to: one tz file
+# read per parse, not two.
+LOCAL_TZ = pendulum.timezone(TIMEZONE)
 # As early as the data goes (CDRs from 2015): Airflow runs no task of a run dated before
 # start_date, and backfills of past days must work. Catch-up stays off.
 START_DATE = dt.datetime(2015, 1, 1, tzinfo=LOCAL_TZ)
