@@ -120,18 +120,17 @@ def purge_dag(dag_id: str, rule_id: str, doc_md: str, acts_only_when_due: bool =
         # XComArgs resolve to the dicts at run time; mypy sees only XComArg (apache/airflow#39514).
         verify_retention(planned, purge_due(planned))  # type: ignore[arg-type]
         if completes_deferred_offboarding:
+            @task(retries=0)
+            def complete_deferred_offboarding() -> dict:
+                """Deferred PBX/SIP deletions of ended customers under no hold any more (offboarding)."""
+                from telco_lifecycle.rules.offboarding import complete_deferred
+
+                context = get_current_context()
+                if context["params"]["dry_run"]:
+                    return {"dry_run": True, "deleted": {}}
+                with telco_task(context) as conn:
+                    return complete_deferred(conn, run_date(context), run_context(context))
+
             complete_deferred_offboarding() >> planned
 
     return retention_dag()
-
-
-@task(retries=0)
-def complete_deferred_offboarding() -> dict:
-    """Deferred PBX/SIP deletions of ended customers under no hold any more (offboarding)."""
-    from telco_lifecycle.rules.offboarding import complete_deferred
-
-    context = get_current_context()
-    if context["params"]["dry_run"]:
-        return {"dry_run": True, "deleted": {}}
-    with telco_task(context) as conn:
-        return complete_deferred(conn, run_date(context), run_context(context))
