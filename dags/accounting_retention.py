@@ -14,6 +14,10 @@ The Airflow DAG and its steps are built by `telco_lifecycle.workflows.purge_dag`
 the three retention DAGs:
 """
 
+# Named here so that the dag processor imports `task.short_circuit`'s decorator (the plan
+# task of a DAG that acts only when due) once, before it forks each parse, not in every parse.
+import airflow.providers.standard.decorators.short_circuit  # noqa: F401
+
 from telco_lifecycle.workflows.purge_dag import purge_dag
 
 accounting_retention = purge_dag("accounting_retention", "accounting", __doc__, acts_only_when_due=True)

@@ -35,8 +35,9 @@ that has already ended is a no-op that says so. CRM data, contracts and accounti
 material are kept: the daily retention DAGs remove them when their time comes.
 """
 
-# Named here so that the dag processor imports the approval operator once, before it
-# forks each parse (parsing_pre_import_modules), not in every parse.
+# Named here so that the dag processor imports the approval operator and `task.branch`'s
+# decorator once, before it forks each parse (parsing_pre_import_modules), not in every parse.
+import airflow.providers.standard.decorators.branch_python  # noqa: F401
 import airflow.providers.standard.operators.hitl  # noqa: F401
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 

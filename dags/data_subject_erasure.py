@@ -27,8 +27,9 @@ only what is not needed to deliver and invoice the services (the policy's
 technical ones); the statement says what was kept and why. `dry_run` counts only.
 """
 
-# Named here so that the dag processor imports the approval operator once, before it
-# forks each parse (parsing_pre_import_modules), not in every parse.
+# Named here so that the dag processor imports the approval operator and `task.branch`'s
+# decorator once, before it forks each parse (parsing_pre_import_modules), not in every parse.
+import airflow.providers.standard.decorators.branch_python  # noqa: F401
 import airflow.providers.standard.operators.hitl  # noqa: F401
 from airflow.sdk import TriggerRule, get_current_context, task
 

@@ -31,8 +31,9 @@ Releasing re-enables deletion, so it needs a second person:
   rejected it
 """
 
-# Named here so that the dag processor imports the approval operator once, before it
-# forks each parse (parsing_pre_import_modules), not in every parse.
+# Named here so that the dag processor imports the approval operator and `task.branch`'s
+# decorator once, before it forks each parse (parsing_pre_import_modules), not in every parse.
+import airflow.providers.standard.decorators.branch_python  # noqa: F401
 import airflow.providers.standard.operators.hitl  # noqa: F401
 from airflow.sdk import Param, TriggerRule, get_current_context, task
 
