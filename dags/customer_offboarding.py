@@ -96,7 +96,7 @@ def customer_offboarding():
         print(result["message"])
         return result
 
-    @task.branch
+    @task.branch(multiple_outputs=False)
     def backdate_gate(result: dict) -> list[str]:
         """A back-dated end waits for approval; any other offboarding is done."""
         return ["approve_backdate"] if result.get("backdate") else []
@@ -124,7 +124,7 @@ def customer_offboarding():
         print(done["message"])
         return done
 
-    @task
+    @task(multiple_outputs=False)
     def verify_offboarding(result: dict) -> list[dict]:
         """Great Expectations: PBX/SIP rows gone, nothing else of the customer removed."""
         import dataclasses

@@ -74,7 +74,7 @@ def data_subject_erasure():
             planned = erasure.plan(conn, int(context["params"]["customer_id"]), run_date(context))
         return {**planned, "approval_body": erasure.approval_body(planned)}
 
-    @task.branch(retries=0)
+    @task.branch(retries=0, multiple_outputs=False)
     def approval_gate(planned: dict) -> str:
         """Approval unless the deployment switched it off (or a dry run, which erases nothing)."""
         context = get_current_context()
@@ -101,7 +101,7 @@ def data_subject_erasure():
         print(result["message"])
         return result
 
-    @task
+    @task(multiple_outputs=False)
     def verify_erasure(planned: dict, result: dict) -> list[dict]:
         """Great Expectations: erased sets gone, kept sets whole (a dry run: nothing changed)."""
         import dataclasses

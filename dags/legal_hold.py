@@ -88,7 +88,7 @@ def legal_hold():
         with telco_task(context) as conn:
             return legal_holds.check(conn, _request(context))
 
-    @task.branch(retries=0)
+    @task.branch(retries=0, multiple_outputs=False)
     def approval_gate() -> str:
         """A release waits for a second person unless the deployment switched approvals off."""
         context = get_current_context()

@@ -55,7 +55,7 @@ def restore_reconciliation():
         print(result["message"])
         return result
 
-    @task
+    @task(multiple_outputs=False)
     def verify_reconciliation(result: dict) -> list[dict]:
         """Great Expectations: every replayed customer and rule matches the ledger."""
         from telco_lifecycle.rules import restore
