@@ -169,10 +169,14 @@ class Scope:
         return (f"IN (SELECT c.customer_id FROM customers c WHERE {among}{self.customer_clock()}"
                 f" AND NOT {on_hold_sql('c.customer_id')})")
 
-    def change(self, item: DataItem, owners: str) -> tuple[str, str]:
-        """The set-based statement removing `item`'s due rows of the customers `<owner>
-        <owners>` (see rows), and the owner expression it can return."""
-        joined, condition, owner = self.rows(item, owners)
+    def change(self, item: DataItem) -> tuple[str, str]:
+        """The set-based statement removing `item`'s due rows of the batch's releasable
+        customers, and the owner expression it can return. The batch's ids also bound the
+        owner directly, so that the planner reaches the rows through the owner's index (a
+        table reached through another, payments through invoices, was otherwise joined by
+        a full scan of the other in every batch)."""
+        joined, condition, owner = self.rows(item, self.releasable())
+        condition = f"{owner} = ANY (%(batch)s::bigint[]) AND {condition}"
         if item.action == "delete":
             return f"DELETE FROM {item.table} t{' USING ' + joined if joined else ''} WHERE {condition}", owner
         marks = [f"{c} = coalesce(t.{c}, %(as_of)s)" for c in item.purged_marks]
@@ -429,7 +433,7 @@ def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, 
                 " ORDER BY customer_id FOR UPDATE", params)
     tables: dict[int, dict[str, int]] = {}
     for item in s.rule.data:
-        change, owner = s.change(item, s.releasable())
+        change, owner = s.change(item)
         cur.execute(COUNTED.format(change=change, owner=owner), params)
         for customer_id, count in cur.fetchall():
             tables.setdefault(customer_id, {})[item.table] = count
