@@ -93,3 +93,44 @@ def test_a_unit_without_kept_dates_is_kept(telco, run_dag):
     assert dag_run.state == "success"
     assert telco.scalar("SELECT count(*) FROM invoices WHERE invoice_id = %s", (invoice,)) == 1
     assert telco.scalar("SELECT count(*) FROM payments WHERE invoice_id = %s", (invoice,)) == 1
+
+
+def test_a_month_is_written_through_cdrs_only(telco):
+    """Migration 0028: a statement on a month partition itself would bypass the triggers
+    that keep the month's count and units; it is refused, in every month, new ones too."""
+    import psycopg2
+    import pytest
+
+    add_customer(telco, 100074, None)
+    row = ("(customer_id, a_number, b_number, started_at, kind) VALUES"
+           " (100074, '+4511111111', '+4522222222', '2019-03-05 12:00+01', 'call')")
+    for statement in (f"INSERT INTO cdrs_y2019m03 {row}", "UPDATE cdrs_y2019m03 SET duration_s = 1",
+                      "DELETE FROM cdrs_y2019m03", "TRUNCATE cdrs_y2019m03"):
+        with pytest.raises(psycopg2.errors.RaiseException, match="written through cdrs only"):
+            telco.execute(statement)
+    telco.execute(f"INSERT INTO cdrs {row}")  # routed to the month, counted, as always
+    assert telco.scalar("SELECT count(*) FROM cdrs_y2019m03 WHERE customer_id = 100074") == 1
+    assert kept_equals_truth(telco)
+    newest = telco.scalar("SELECT max(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                          " WHERE i.inhparent = 'cdrs'::regclass AND c.relname ~ '^cdrs_y'")
+    assert telco.scalar("SELECT lifecycle_ensure_cdr_partitions(%s)", (D(int(newest[6:10]) + 1, 12, 1),)) == 12
+    unguarded = telco.scalar("""
+        SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'cdrs'::regclass AND c.relname ~ '^cdrs_y' AND NOT EXISTS (
+            SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'cdrs_month_written_through_cdrs')""")
+    assert unguarded == 0
+
+
+def test_a_month_whose_billed_cdrs_have_no_unit_dates_is_kept(telco, run_dag):
+    """A month whose units' dates are missing (its rows came round the triggers, as the
+    owner can still make them) is not judged droppable for want of them: it is kept."""
+    add_customer(telco, 100075, None)
+    billed_late = add_invoice(telco, 100075, D(2020, 1, 15), 2020, paid_on=D(2020, 1, 20),
+                              cdrs=[T(2019, 12, 20, 12)])  # a fiscal-2020 unit billed in December 2019
+    telco.execute("DELETE FROM cdr_month_units WHERE month = '2019-12-01'")
+
+    dag_run, _ = run_dag("accounting_retention", {}, at(D(2025, 6, 1)))  # fiscal 2019 is due, 2020 is not
+
+    assert dag_run.state == "success"
+    assert telco.scalar("SELECT to_regclass('cdrs_y2019m12') IS NOT NULL")
+    assert telco.scalar("SELECT count(*) FROM cdrs WHERE invoice_id = %s", (billed_late,)) == 1

@@ -277,12 +277,19 @@ def _months_before_cutoff(cur, s: Scope, params: dict) -> list[tuple]:
 
 
 def _billed_on_kept_unit(cur, s: Scope, params: dict, month: dt.date) -> bool:
-    """Does a CDR of the month `month` (its first day) belong to an accounting unit not yet due?
-    (the month's latest unit dates, MONTH_UNIT_DATES: one row, not the month's invoices)"""
+    """Does a CDR of the month `month` (its first day) belong to an accounting unit not yet
+    due? (the month's latest unit dates, MONTH_UNIT_DATES: one row, not the month's
+    invoices). A month without that row holds no billed CDR, unless its rows came round
+    the triggers (migration 0028 refuses that): then one probe of the month's billed-CDR
+    index finds one, and the month is kept, as a unit without dates is: never let go early."""
     if not any(item.unit_key for item in s.rule.data):
         return False
     cur.execute(f"SELECT EXISTS (SELECT 1 FROM {MONTH_UNIT_DATES} m WHERE m.month = %(month)s"
-                f" AND {s.unit_not_due('m')})", {**params, "month": month})
+                f" AND {s.unit_not_due('m')}) OR (NOT EXISTS (SELECT 1 FROM {MONTH_UNIT_DATES} m"
+                " WHERE m.month = %(month)s) AND EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id IS NOT NULL"
+                " AND r.started_at >= lifecycle_month_start(%(month)s)"
+                " AND r.started_at < lifecycle_month_start((%(month)s + interval '1 month')::date)))",
+                {**params, "month": month})
     return cur.fetchone()[0]
 
 
