@@ -167,19 +167,22 @@ class Scope:
 
     def releasable(self, batch: bool = True) -> str:
         """The customers (of the batch %(batch)s, or all) whose clock has run out and who
-        are under no hold in force: checked in every purge statement itself."""
-        among = "c.customer_id = ANY (%(batch)s::bigint[]) AND " if batch else ""
-        return (f"IN (SELECT c.customer_id FROM customers c WHERE {among}{self.customer_clock()}"
-                f" AND NOT {on_hold_sql('c.customer_id')})")
+        are under no hold in force: checked in every purge statement itself. A batch's
+        are found once per statement, as an array (an InitPlan) that the owner is looked up
+        by in its own index: joined instead, the planner, which multiplies the batch's and
+        the clock's selectivities (the same customers) and expects a handful, chose full
+        scans of a table reached through another (payments through invoices) or probed an
+        index with the whole batch once per customer."""
+        if not batch:
+            return (f"IN (SELECT c.customer_id FROM customers c WHERE {self.customer_clock()}"
+                    f" AND NOT {on_hold_sql('c.customer_id')})")
+        return (f"= ANY (ARRAY(SELECT c.customer_id FROM customers c WHERE c.customer_id = ANY (%(batch)s::bigint[])"
+                f" AND {self.customer_clock()} AND NOT {on_hold_sql('c.customer_id')}))")
 
     def change(self, item: DataItem) -> tuple[str, str]:
         """The set-based statement removing `item`'s due rows of the batch's releasable
-        customers, and the owner expression it can return. The batch's ids also bound the
-        owner directly, so that the planner reaches the rows through the owner's index (a
-        table reached through another, payments through invoices, was otherwise joined by
-        a full scan of the other in every batch)."""
+        customers, and the owner expression it can return."""
         joined, condition, owner = self.rows(item, self.releasable())
-        condition = f"{owner} = ANY (%(batch)s::bigint[]) AND {condition}"
         if item.action == "delete":
             return f"DELETE FROM {item.table} t{' USING ' + joined if joined else ''} WHERE {condition}", owner
         marks = [f"{c} = coalesce(t.{c}, %(as_of)s)" for c in item.purged_marks]
