@@ -99,3 +99,15 @@ def with_database(server_url: str, database: str) -> str:
     """`server_url` pointed at another database on the same server."""
     parts = urlsplit(server_url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+def alert_setting(name: str) -> str:
+    """An alert or deadline setting (workflows.alerts), from the environment or its default."""
+    defaults = {
+        "LIFECYCLE_ALERT_SMTP_CONN_ID": "smtp_default",
+        "LIFECYCLE_ALERT_TO": "data-team@localhost",
+        "LIFECYCLE_ALERT_FROM": "airflow-lifecycle@localhost",
+        "LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES": "30",
+        "LIFECYCLE_PURGE_DEADLINE": "06:00",
+    }
+    return os.environ.get(name) or defaults[name]

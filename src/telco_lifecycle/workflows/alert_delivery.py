@@ -11,7 +11,8 @@ import inspect
 import logging
 import os
 
-from telco_lifecycle.workflows.alerts import rules_of_dag, setting
+from telco_lifecycle.settings import alert_setting
+from telco_lifecycle.workflows.metrics import rules_of_dag
 
 # Named as before the split from `alerts`: the name the log's readers filter by.
 log = logging.getLogger("telco_lifecycle.workflows.alerts")
@@ -77,14 +78,14 @@ def deliver(alert: Alert) -> None:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        smtp_configured = bool(Connection.get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+        smtp_configured = bool(Connection.get(alert_setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
     except AirflowNotFoundException:
         smtp_configured = False
     channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        with SmtpHook(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
+        with SmtpHook(alert_setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
             smtp.send_email_smtp(**_email(alert))
     elif channel == "log":
         log.warning("ALERT %s\n%s", alert.subject, alert.text())
@@ -99,14 +100,14 @@ async def adeliver(alert: Alert) -> None:
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        smtp_configured = bool(await Connection.async_get(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
+        smtp_configured = bool(await Connection.async_get(alert_setting("LIFECYCLE_ALERT_SMTP_CONN_ID")))
     except AirflowNotFoundException:
         smtp_configured = False
     channel = _channel(smtp_configured)
     if channel == "smtp":
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-        async with SmtpHook(setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
+        async with SmtpHook(alert_setting("LIFECYCLE_ALERT_SMTP_CONN_ID")) as smtp:
             await smtp.asend_email_smtp(**_email(alert))
     elif channel == "log":
         log.warning("ALERT %s\n%s", alert.subject, alert.text())
@@ -118,8 +119,8 @@ async def adeliver(alert: Alert) -> None:
 
 
 def _email(alert: Alert) -> dict:
-    return {"to": [a.strip() for a in setting("LIFECYCLE_ALERT_TO").split(",")],
-            "from_email": setting("LIFECYCLE_ALERT_FROM"), "subject": alert.subject,
+    return {"to": [a.strip() for a in alert_setting("LIFECYCLE_ALERT_TO").split(",")],
+            "from_email": alert_setting("LIFECYCLE_ALERT_FROM"), "subject": alert.subject,
             "html_content": alert.html(), "mime_subtype": "alternative"}
 
 

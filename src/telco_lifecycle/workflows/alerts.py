@@ -42,7 +42,6 @@ callbacks, the deadlines, `DeadlineDag`. What a callback does when it fires load
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from airflow.sdk import DAG
 from airflow.sdk.bases.notifier import BaseNotifier
@@ -51,26 +50,7 @@ from airflow.sdk.bases.notifier import BaseNotifier
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
-from telco_lifecycle.settings import TIMEZONE
-
-
-def setting(name: str) -> str:
-    defaults = {
-        "LIFECYCLE_ALERT_SMTP_CONN_ID": "smtp_default",
-        "LIFECYCLE_ALERT_TO": "data-team@localhost",
-        "LIFECYCLE_ALERT_FROM": "airflow-lifecycle@localhost",
-        "LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES": "30",
-        "LIFECYCLE_PURGE_DEADLINE": "06:00",
-    }
-    return os.environ.get(name) or defaults[name]
-
-
-def rules_of_dag(dag) -> tuple[str, ...]:
-    """A lifecycle DAG carries the ids of the rules it applies among its tags."""
-    from telco_lifecycle.policy import load_policy
-
-    rule_ids = [rule.id for rule in load_policy().rules]
-    return tuple(tag for tag in rule_ids if dag is not None and tag in (dag.tags or ()))
+from telco_lifecycle.settings import TIMEZONE, alert_setting
 
 
 def flush_evidence() -> None:
@@ -99,7 +79,7 @@ class LifecycleNotifier(BaseNotifier):
 
 def task_succeeded(context) -> None:
     """`on_success_callback` of every lifecycle task: the metrics its return value reports."""
-    from telco_lifecycle.workflows.metrics import incr, metrics_of
+    from telco_lifecycle.workflows.metrics import incr, metrics_of, rules_of_dag
 
     flush_evidence()
     ti = context["ti"]
@@ -156,7 +136,7 @@ async def deadline_missed(context: dict, event: str, rules: list[str], done_by_r
 def offboarding_deadline():
     """customer_offboarding must have deleted the PBX/SIP configuration this long after the
     trigger (a run that waits longer for a back-dated end's approval has done so)."""
-    minutes = int(setting("LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES"))
+    minutes = int(alert_setting("LIFECYCLE_OFFBOARDING_DEADLINE_MINUTES"))
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=minutes),
         name="pbx_sip_deletion",
@@ -185,7 +165,7 @@ def purge_deadline(rule_id: str, schedule: str):
     import pendulum  # the zone the DAG's timetable has loaded already
 
     minute, hour = (int(part) for part in schedule.split()[:2])
-    until = dt.time.fromisoformat(setting("LIFECYCLE_PURGE_DEADLINE"))
+    until = dt.time.fromisoformat(alert_setting("LIFECYCLE_PURGE_DEADLINE"))
     day, zone = dt.date(2001, 1, 15), pendulum.timezone(TIMEZONE)  # any day without a DST change
     interval = dt.datetime.combine(day, until, zone) - dt.datetime.combine(day, dt.time(hour, minute), zone)
     if interval <= dt.timedelta(0):

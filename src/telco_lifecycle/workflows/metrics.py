@@ -3,6 +3,15 @@
 
 from __future__ import annotations
 
+
+def rules_of_dag(dag) -> tuple[str, ...]:
+    """A lifecycle DAG carries the ids of the rules it applies among its tags."""
+    from telco_lifecycle.policy import load_policy
+
+    rule_ids = [rule.id for rule in load_policy().rules]
+    return tuple(tag for tag in rule_ids if dag is not None and tag in (dag.tags or ()))
+
+
 ALL_RULES = "all"  # the rule tag of retention_verification's checks, which cover every rule
 
 
