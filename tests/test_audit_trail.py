@@ -4,6 +4,7 @@ mode) is named by `lifecycle audit verify`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -12,7 +13,7 @@ import pytest
 
 from telco_lifecycle import cli, migrations
 from telco_lifecycle.database import connect, transaction
-from telco_lifecycle.evidence import audit, checkpoints, integrity
+from telco_lifecycle.evidence import audit, checkpoints, integrity, merkle
 from telco_lifecycle.local.env import drop_database, ensure_database
 from telco_lifecycle.settings import with_database
 
@@ -183,3 +184,30 @@ def test_migration_keeps_the_old_rows_verifiable(telco, monkeypatch):
     finally:
         migrations.migration_files = every
         drop_database(with_database(telco.url, "postgres"), name)
+
+
+def test_the_databases_merkle_root_is_the_verifiers_for_every_size(telco):
+    """Migration 0029 computes the root in a loop: the same root as the Python verifier
+    (and the GROUP BY per level it replaced) for even and odd counts at every level."""
+    leaves = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(70)]
+    for n in range(1, len(leaves) + 1):
+        assert telco.scalar("SELECT lifecycle_merkle_root(ARRAY(SELECT decode(h, 'hex') FROM unnest(%s::text[]) h))",
+                            (leaves[:n],)) == merkle.root(leaves[:n]), n
+
+
+def test_the_hashed_text_is_that_of_the_records_written_before_json_build_array(telco):
+    """Records were hashed over jsonb_build_array(...)::text; json_build_array gives the same
+    text (details is jsonb, normalised either way), so their hashes still verify."""
+    details = ['{}', '{"b": 1, "a": [1.50, 1e3, null, true]}', '{"q": "\\"quoted\\" \\\\ ø \\u0001 tab\\t"}',
+               '{"tables": {"contacts": 3}, "fiscal_year_ends": [["06-30", null]]}']
+    with transaction(connect(telco.url)) as cur:
+        cur.execute("INSERT INTO customers (customer_id) VALUES (1) ON CONFLICT DO NOTHING")
+        for i, text in enumerate(details):
+            cur.execute(audit.WRITE.replace("{before}", "").replace("{rows}", audit.ONE).replace("{returned}",
+                        audit.RECORDS), audit._values(audit.Action(
+                            "purge", "crm_master_data", 1, "contacts", i, None, False, json.loads(text)),
+                            audit.RunContext(run_id=f'r "{i}" ø')))
+        cur.execute(f"SELECT count(*), count(*) FILTER (WHERE {audit.canonical_sql('a')}"
+                    f" = {audit.canonical_sql('a').replace('json_build_array(', 'jsonb_build_array(', 1)})"
+                    " FROM lifecycle_audit a WHERE hash_version = 2")
+        assert cur.fetchone() == (len(details), len(details))

@@ -16,9 +16,9 @@ D = dt.date
 
 def test_ledger_is_append_only_in_order(evidence_dir):
     store = evidence_store()
-    store.append_ledger([{"audit_id": 1}, {"audit_id": 2}])
-    store.append_ledger([])
-    store.append_ledger([{"audit_id": 3}])
+    store.append_ledger('{"audit_id": 1}\n{"audit_id": 2}\n')
+    store.append_ledger("")
+    store.append_ledger('{"audit_id": 3}\n')
     assert [e["audit_id"] for e in store.ledger()] == [1, 2, 3]
     assert len(list((evidence_dir / "ledger").iterdir())) == 1  # this process's segment
 

@@ -36,17 +36,16 @@ def _iso(value) -> str | None:
     return value.isoformat() if isinstance(value, dt.datetime) else value
 
 
-def committed(events: list[dict]) -> None:
-    """The head after a committed transaction (its audit events, which carry their links)."""
-    last = max(events, key=lambda e: (e["seq"], e["audit_id"]))
+def committed(link: dict, last_audit_id: int, by: dict) -> None:
+    """The head after a committed transaction: its last link (seq, link_hash,
+    total_records, sealed_at), the link's last record and the run that wrote it."""
     root = store.evidence_dir()
-    if _pending and _pending["root"] == root and _pending["head"]["seq"] >= last["seq"]:
+    if _pending and _pending["root"] == root and _pending["head"]["seq"] >= link["seq"]:
         return
     if _pending and _pending["root"] != root:
         flush()  # another store's head (a process acting on two databases)
     _pending.update(root=root, head=document(
-        last["seq"], last["link_hash"], last["total_records"], last["audit_id"], last["sealed_at"],
-        {k: last[k] for k in ("dag_id", "run_id", "task_id", "try_number")}))
+        link["seq"], link["link_hash"], link["total_records"], last_audit_id, link["sealed_at"], by))
     if _last_written[0] is None or time.monotonic() - _last_written[0] >= CHECKPOINT_INTERVAL:
         flush()
 

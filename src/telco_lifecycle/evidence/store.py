@@ -91,12 +91,13 @@ class EvidenceStore:
 
     # --- the deletion ledger -------------------------------------------------------
 
-    def append_ledger(self, entries: list[dict]) -> None:
-        """Append committed entries to this process's segment, in one write."""
-        if not entries:
+    def append_ledger(self, lines: str) -> None:
+        """Append committed entries (JSON lines, each ending in a newline: the database
+        builds them, `audit.ledger_line_sql`) to this process's segment, in one write."""
+        if not lines:
             return
         self._ensure()
-        os.write(self._segment(), b"".join(canonical(entry) + b"\n" for entry in entries))
+        os.write(self._segment(), lines.encode("utf-8"))
         if time.monotonic() - _last_sync[0] >= SYNC_INTERVAL:
             sync()
 

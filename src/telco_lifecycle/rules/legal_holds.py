@@ -72,8 +72,8 @@ def apply(conn, request: HoldRequest, run: audit.RunContext, approval: dict | No
             details.update(audit.approval_details(approval))
         events.append(audit.record(cur, audit.Action(
             f"{request.action}_legal_hold", "legal_hold", request.customer_id, "legal_holds", 1, request.run_date,
-            False, details), run))
-        events[-1]["ledger"] = {"case_reference": request.case_reference}  # for a restore to place it again
+            False, details,
+            ledger={"case_reference": request.case_reference}), run))  # for a restore to place it again
     audit.emit(events)
     verb = "placed" if request.action == "place" else "released"
     message = f"legal hold {request.case_reference} {verb} for customer {request.customer_id} on {request.run_date}"

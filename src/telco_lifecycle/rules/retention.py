@@ -343,8 +343,8 @@ def purge_customers(conn, rule_id: str, as_of: dt.date, customer_ids: list[int],
     removed = {item.table: 0 for item in s.rule.data}
     with run_lock(conn, f"purge:{s.rule.id}"):
         with transaction(conn) as cur:
-            events = _purge_batch(cur, s, customer_ids, run, removed)
-        audit.emit(events)
+            written = _purge_batch(cur, s, customer_ids, run, removed)
+        audit.emit([written] if written else [])
     return removed
 
 
@@ -414,11 +414,11 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
                 cur.execute(f'FETCH FORWARD {int(batch_size)} FROM "{name}"')
                 batch = cur.fetchall()
                 held, skip_events = _skip(cur, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
-                events = _purge_batch(cur, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
-                                      removed)
-            audit.emit(skip_events + events)
+                written = _purge_batch(cur, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
+                                       removed)
+            audit.emit([*skip_events, *([written] if written else [])])
             skipped += held
-            purged += len(events)
+            purged += written.records if written else 0
             log.info("rule %s: batch %d of %d done (%d customer(s), %d skipped: legal hold in force), rows so far: %s",
                      s.rule.id, number, batches, len(batch), len(held), describe_counts(removed))
     finally:
@@ -441,30 +441,32 @@ def _objects_so_far_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-# A set-based change, and how many rows of each customer it touched.
-COUNTED = "WITH changed AS ({change} RETURNING {owner} AS customer_id) SELECT customer_id, count(*) FROM changed" \
-          " GROUP BY customer_id"
+# A set-based change, and the customers it touched with the number of rows of each (two arrays).
+COUNTED = ("WITH changed AS ({change} RETURNING {owner} AS customer_id) SELECT coalesce(array_agg(customer_id"
+           " ORDER BY customer_id), '{{}}'), coalesce(array_agg(n ORDER BY customer_id), '{{}}') FROM"
+           " (SELECT customer_id, count(*) AS n FROM changed GROUP BY customer_id) c")
 
 
-def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict) -> list[dict]:
+def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict
+                 ) -> audit.Written | None:
     """In the caller's transaction, for a batch of customers: per table one set-based
     statement removes the due rows of all of them, then one statement writes their audit
     records (one per customer and rule, with its rows per table), so each customer's rows
-    for the rule go, with their record, or none do. The events to emit after commit."""
+    for the rule go, with their record, or none do. What to emit after commit (the
+    customers' counts stay arrays: no Python object per customer)."""
     if not customer_ids:
-        return []
+        return None
     params = {**s.params, "batch": int_array(customer_ids)}
     # The customers' row locks first, in id order, as offboarding and erasure take them:
     # one lock order for everything that changes a customer, so they queue, never deadlock.
     cur.execute("SELECT customer_id FROM customers WHERE customer_id = ANY (%(batch)s::bigint[])"
                 " ORDER BY customer_id FOR UPDATE", params)
-    tables: dict[int, dict[str, int]] = {}
+    tables: dict[str, tuple[list[int], list[int]]] = {}
     for item in s.rule.data:
         change, owner = s.change(item)
         cur.execute(COUNTED.format(change=change, owner=owner), params)
-        for customer_id, count in cur.fetchall():
-            tables.setdefault(customer_id, {})[item.table] = count
-            removed[item.table] += count
+        tables[item.table] = cur.fetchone()
+        removed[item.table] += sum(tables[item.table][1])
     return audit.record_tables(cur, tables, audit.Action("purge", s.rule.id, as_of=s.as_of,
                                                          details=year_ends_details(s)), run)
 
