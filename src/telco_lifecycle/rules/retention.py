@@ -97,19 +97,24 @@ class Scope:
         """The relationship end `end` (a date expression) is past the rule's period."""
         return f"({end} <= %(ended_by)s AND {end} + make_interval(years => %(period_years)s) <= %(as_of)s)"
 
-    def row_clock(self, item: DataItem, owner: str) -> str:
+    def row_clock(self, item: DataItem, owner: str, customer: str | None = None) -> str:
         """In a rule with rows on their own clock (`own_clock`, a returned customer's earlier
-        contracts), each row's clock: its own end, else its customer's (`owner`)."""
-        customer = (f"EXISTS (SELECT 1 FROM customers w WHERE w.customer_id = {owner}"
-                    f" AND {self.ended('w.relationship_ended_on')})")
+        contracts), each row's clock: its own end, else its customer's (`owner`; or the
+        customer row `customer` itself, an alias, where the statement already has it)."""
+        if customer:
+            ended = self.ended(f"{customer}.relationship_ended_on")
+        else:
+            ended = (f"EXISTS (SELECT 1 FROM customers w WHERE w.customer_id = {owner}"
+                     f" AND {self.ended('w.relationship_ended_on')})")
         if not item.own_clock:
-            return customer
+            return ended
         own = f"t.{item.own_clock}"
-        return f"(CASE WHEN {own} IS NOT NULL THEN {self.ended(own)} ELSE {customer} END)"
+        return f"(CASE WHEN {own} IS NOT NULL THEN {self.ended(own)} ELSE {ended} END)"
 
-    def rows(self, item: DataItem, owners: str) -> tuple[str, str, str]:
+    def rows(self, item: DataItem, owners: str, customer: str | None = None) -> tuple[str, str, str]:
         """The due rows of `item.table` (alias `t`) whose customer satisfies `<owner>
-        <owners>` (for example `= c.customer_id` or `IN (SELECT ...)`), as (the table it
+        <owners>` (for example `= c.customer_id` or `IN (SELECT ...)`; `customer`: the
+        alias of that customer's row, where the statement has it), as (the table it
         reaches its customer through or "", the condition, the owner expression). The
         customer's own clock (customer_clock) is checked by the caller."""
         column = item.subject.column
@@ -126,7 +131,7 @@ class Scope:
         if item.unit_key:
             condition += f" AND NOT {self.unit_open(f't.{item.unit_key}')}"
         if any(i.own_clock for i in self.rule.data):
-            condition += f" AND {self.row_clock(item, owner)}"
+            condition += f" AND {self.row_clock(item, owner, customer)}"
         if item.action == "anonymise":
             remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
             condition += f" AND ({' OR '.join(remaining)})"
@@ -155,8 +160,9 @@ class Scope:
                     members.append(f"{latest}.latest_{item.fiscal_year_label} > %(due_fiscal_year)s")
         return "coalesce(" + " OR ".join(members) + ", FALSE)"
 
-    def exists_due(self, item: DataItem, customer: str = "c.customer_id") -> str:
-        joined, condition, _ = self.rows(item, f"= {customer}")
+    def exists_due(self, item: DataItem, customer: str = "c") -> str:
+        """Has the customer row `customer` (an alias) a due row of `item`?"""
+        joined, condition, _ = self.rows(item, f"= {customer}.customer_id", customer)
         return f"EXISTS (SELECT 1 FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition})"
 
     def due_customers_sql(self) -> str:
