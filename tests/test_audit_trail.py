@@ -200,14 +200,14 @@ def test_the_hashed_text_is_that_of_the_records_written_before_json_build_array(
     text (details is jsonb, normalised either way), so their hashes still verify."""
     details = ['{}', '{"b": 1, "a": [1.50, 1e3, null, true]}', '{"q": "\\"quoted\\" \\\\ ø \\u0001 tab\\t"}',
                '{"tables": {"contacts": 3}, "fiscal_year_ends": [["06-30", null]]}']
-    with transaction(connect(telco.url)) as cur:
+    conn = connect(telco.url)
+    with transaction(conn) as cur:
         cur.execute("INSERT INTO customers (customer_id) VALUES (1) ON CONFLICT DO NOTHING")
         for i, text in enumerate(details):
-            cur.execute(audit.WRITE.replace("{before}", "").replace("{rows}", audit.ONE).replace("{returned}",
-                        audit.RECORDS), audit._values(audit.Action(
-                            "purge", "crm_master_data", 1, "contacts", i, None, False, json.loads(text)),
-                            audit.RunContext(run_id=f'r "{i}" ø')))
+            audit.record(cur, audit.Action("purge", "crm_master_data", 1, "contacts", i, None, False, json.loads(text)),
+                         audit.RunContext(run_id=f'r "{i}" ø'))
         cur.execute(f"SELECT count(*), count(*) FILTER (WHERE {audit.canonical_sql('a')}"
                     f" = {audit.canonical_sql('a').replace('json_build_array(', 'jsonb_build_array(', 1)})"
                     " FROM lifecycle_audit a WHERE hash_version = 2")
         assert cur.fetchone() == (len(details), len(details))
+    conn.close()
