@@ -419,9 +419,11 @@ def _purge_customers(conn, s: Scope, run: audit.RunContext, removed: dict, batch
             with transaction(conn) as cur:
                 cur.execute(f'FETCH FORWARD {int(batch_size)} FROM "{name}"')
                 batch = cur.fetchall()
-                held, skip_events = _skip(cur, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
+                # The purge first: it takes its customers' row locks before anything takes the
+                # chain head (the skips' records), the one lock order of every writer.
                 written = _purge_batch(cur, s, [customer_id for customer_id, on_hold in batch if not on_hold], run,
                                        removed)
+                held, skip_events = _skip(cur, s, [customer_id for customer_id, on_hold in batch if on_hold], run)
             audit.emit([*skip_events, *([written] if written else [])])
             skipped += held
             purged += written.records if written else 0
