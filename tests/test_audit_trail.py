@@ -195,19 +195,41 @@ def test_the_databases_merkle_root_is_the_verifiers_for_every_size(telco):
                             (leaves[:n],)) == merkle.root(leaves[:n]), n
 
 
-def test_the_hashed_text_is_that_of_the_records_written_before_json_build_array(telco):
-    """Records were hashed over jsonb_build_array(...)::text; json_build_array gives the same
-    text (details is jsonb, normalised either way), so their hashes still verify."""
+# What the records' hashed text and the ledger's lines were built with before they were
+# joined as text (audit.canonical_sql, audit.ledger_line_sql): the reference texts.
+BUILT_ARRAY = ("jsonb_build_array('lifecycle_audit/2', a.audit_id,"
+               " to_char(a.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), a.action, a.rule,"
+               " a.customer_id, a.table_name, a.row_count, a.as_of, a.dry_run, a.dag_id, a.run_id, a.task_id,"
+               " a.try_number, a.details, a.link_id)::text")
+BUILT_LINE = ("json_build_object('audit_id', a.audit_id, 'row_hash', a.row_hash, 'action', a.action, 'rule', a.rule,"
+              " 'customer_id', a.customer_id, 'tables', coalesce(a.details->'tables',"
+              " CASE WHEN a.table_name IS NOT NULL THEN jsonb_build_object(a.table_name, a.row_count)"
+              " ELSE '{}'::jsonb END), 'as_of', a.as_of,"
+              " 'dag_id', a.dag_id, 'run_id', a.run_id, 'partition', a.details->'partition',"
+              " 'recorded_at', a.recorded_at)::text")
+
+
+def test_the_hashed_text_and_ledger_lines_are_those_the_build_functions_gave(telco):
+    """Records were hashed over jsonb_build_array(...)::text, then json_build_array's (the
+    same text); their text is now joined from the fields, statement-wide ones rendered
+    once: the same text, so every record still verifies (also quotes, backslashes,
+    non-ASCII and control characters in the run's ids, nulls, nested details). The same
+    for the ledger's lines and json_build_object."""
     details = ['{}', '{"b": 1, "a": [1.50, 1e3, null, true]}', '{"q": "\\"quoted\\" \\\\ ø \\u0001 tab\\t"}',
-               '{"tables": {"contacts": 3}, "fiscal_year_ends": [["06-30", null]]}']
+               '{"tables": {"contacts": 3}, "fiscal_year_ends": [["06-30", null]]}', '{"partition": "cdrs_y2019m07"}']
     conn = connect(telco.url)
+    lines = []
     with transaction(conn) as cur:
         cur.execute("INSERT INTO customers (customer_id) VALUES (1) ON CONFLICT DO NOTHING")
         for i, text in enumerate(details):
-            audit.record(cur, audit.Action("purge", "crm_master_data", 1, "contacts", i, None, False, json.loads(text)),
-                         audit.RunContext(run_id=f'r "{i}" ø'))
-        cur.execute(f"SELECT count(*), count(*) FILTER (WHERE {audit.canonical_sql('a')}"
-                    f" = {audit.canonical_sql('a').replace('json_build_array(', 'jsonb_build_array(', 1)})"
-                    " FROM lifecycle_audit a WHERE hash_version = 2")
-        assert cur.fetchone() == (len(details), len(details))
+            event = audit.record(cur, audit.Action("purge", "crm_master_data", 1 if i % 2 else None,
+                                                   "contacts" if i % 3 else None, i, None, False, json.loads(text)),
+                                 audit.RunContext(run_id=f'r "{i}" ø \\ \x01', task_id=f"t{i}"))
+            lines.append(event["ledger_line"])
+        cur.execute(f"SELECT {audit.canonical_sql('a')}, {BUILT_ARRAY}, {BUILT_ARRAY.replace('jsonb_', 'json_', 1)},"
+                    f" {audit.leaf_sql('a')} = a.row_hash, {BUILT_LINE} FROM lifecycle_audit a"
+                    " WHERE hash_version = 2 AND dag_id = 'cli' ORDER BY audit_id DESC LIMIT %s", (len(details),))
+        rows = cur.fetchall()[::-1]
     conn.close()
+    assert [(text, text, text, True) for text, *_ in rows] == [tuple(row[:4]) for row in rows]
+    assert [row[4] for row in rows] == lines

@@ -54,20 +54,46 @@ class Action:
     ledger: dict = dataclasses.field(default_factory=dict)  # the ledger's only, never the trail (ledger_line_sql)
 
 
-def canonical_sql(r: str) -> str:
-    """The text a version-2 record's hash covers, from the columns of `r` (a row alias or
-    a subquery): built-ins only, so that `lifecycle audit verify` can recompute it from
-    any row and a certificate can carry it (a JSON array a verifier parses back). Built
-    with json_build_array, whose text is that of jsonb_build_array, which wrote the
-    records before it (tests/test_audit_trail.py proves it), at two thirds of the cost."""
-    return (f"json_build_array('lifecycle_audit/2', {r}.audit_id,"
-            f" to_char({r}.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-            f" {r}.action, {r}.rule, {r}.customer_id, {r}.table_name, {r}.row_count, {r}.as_of, {r}.dry_run,"
-            f" {r}.dag_id, {r}.run_id, {r}.task_id, {r}.try_number, {r}.details, {r}.link_id)::text")
+# A version-2 record's canonical text: the JSON array of a version tag and these columns.
+CANONICAL_FIELDS = ("audit_id", "recorded_at", "action", "rule", "customer_id", "table_name", "row_count", "as_of",
+                    "dry_run", "dag_id", "run_id", "task_id", "try_number", "details", "link_id")
+# The fields all records of one statement share (its parameters): WRITE renders them once
+# (`shared`), not per record.
+SHARED_FIELDS = ("action", "rule", "table_name", "as_of", "dry_run", "dag_id", "run_id", "task_id", "try_number")
+NUMBERS = frozenset({"audit_id", "customer_id", "row_count", "try_number", "link_id"})
+JSONB = frozenset({"details", "tables", "partition"})
 
 
-def leaf_sql(r: str) -> str:
-    return f"encode(sha256(convert_to({canonical_sql(r)}, 'UTF8')), 'hex')"
+def json_text(value: str, field: str = "") -> str:
+    """The JSON text of `value` (a SQL expression; `field`: the column it is) as the
+    json_build_* functions render it: integers and jsonb by their own text, which is that."""
+    if field in NUMBERS or field in JSONB:
+        return f"coalesce(({value})::text, 'null')"
+    return f"coalesce(to_json({value})::text, 'null')"
+
+
+def _joined(parts: list[tuple[str, str]], end: str) -> str:
+    """SQL that joins, as text, each (literal, expression) of `parts` in turn, then `end`."""
+    return "(" + " || ".join(f"'{literal}' || {expression}" for literal, expression in parts) + f" || '{end}')"
+
+
+def canonical_sql(r: str, shared: str | None = None) -> str:
+    """The text a version-2 record's hash covers, from the columns of `r` (a row alias;
+    `shared`: the alias of the statement's SHARED_FIELDS already rendered): built-ins
+    only, so that `lifecycle audit verify` can recompute it from any row and a
+    certificate can carry it (a JSON array a verifier parses back). Joined as text, the
+    very text json_build_array gives (and jsonb_build_array before it, which wrote the
+    older records: tests/test_audit_trail.py proves both), at a third of the cost."""
+    time = f"to_char({r}.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    parts = [f"'\"' || {time} || '\"'" if field == "recorded_at"
+             else f"{shared}.{field}" if shared and field in SHARED_FIELDS
+             else json_text(f"{r}.{field}", field) for field in CANONICAL_FIELDS]
+    return _joined([('["lifecycle_audit/2", ' if number == 0 else ", ", part) for number, part in enumerate(parts)],
+                   "]")
+
+
+def leaf_sql(r: str, shared: str | None = None) -> str:
+    return f"encode(sha256(convert_to({canonical_sql(r, shared)}, 'UTF8')), 'hex')"
 
 
 COLUMNS = ("audit_id, recorded_at, action, rule, customer_id, table_name, row_count, as_of, dry_run,"
@@ -86,25 +112,31 @@ LEDGER_ACTIONS = frozenset({*REMOVING_ACTIONS, "erase_on_request", "end_relation
 REPLAY_DETAILS = ("relationship_ended_on", "provisional_end", "legal_hold_id")
 
 
-def ledger_line_sql(r: str, extra: str = "'{}'::jsonb") -> str:
-    """The ledger's line for the record `r` (a row alias), NULL for a record the ledger does
-    not take (LEDGER_ACTIONS, not dry runs): its ids, counts per table, run, time and what
-    a replay needs, plus `extra` (a jsonb expression). Built by the database, in the
-    statement that writes the record, so that a purge batch's lines reach Python as one
-    text; as json (half the cost of jsonb) unless there is something to add.
+def ledger_line_sql(r: str, extra: str = "'{}'::jsonb", shared: str | None = None) -> str:
+    """The ledger's line for the record `r` (a row alias; `shared` as in canonical_sql),
+    NULL for a record the ledger does not take (LEDGER_ACTIONS, not dry runs): its ids,
+    counts per table, run, time and what a replay needs, plus `extra` (a jsonb
+    expression). Built by the database, in the statement that writes the record, so that
+    a purge batch's lines reach Python as one text; joined as text (json_build_object's
+    text, at a third of its cost) unless there is something to add.
     No personal data: ids, counts, names of tables and rules, hashes."""
     actions = ", ".join(f"'{action}'" for action in sorted(LEDGER_ACTIONS))
     replay = [f"'{key}'" for key in REPLAY_DETAILS]
-    fields = (f"'audit_id', {r}.audit_id, 'row_hash', {r}.row_hash, 'action', {r}.action, 'rule', {r}.rule,"
-              f" 'customer_id', {r}.customer_id, 'tables', coalesce({r}.details->'tables', CASE WHEN {r}.table_name"
-              f" IS NOT NULL THEN jsonb_build_object({r}.table_name, {r}.row_count) ELSE '{{}}'::jsonb END),"
-              f" 'as_of', {r}.as_of, 'dag_id', {r}.dag_id, 'run_id', {r}.run_id,"
-              f" 'partition', {r}.details->'partition', 'recorded_at', {r}.recorded_at")
+    values = {"audit_id": f"{r}.audit_id", "row_hash": f"{r}.row_hash", "action": f"{r}.action", "rule": f"{r}.rule",
+              "customer_id": f"{r}.customer_id",
+              "tables": f"coalesce({r}.details->'tables', CASE WHEN {r}.table_name IS NOT NULL"
+                        f" THEN jsonb_build_object({r}.table_name, {r}.row_count) ELSE '{{}}'::jsonb END)",
+              "as_of": f"{r}.as_of", "dag_id": f"{r}.dag_id", "run_id": f"{r}.run_id",
+              "partition": f"{r}.details->'partition'", "recorded_at": f"{r}.recorded_at"}
+    fields = ", ".join(f"'{key}', {value}" for key, value in values.items())
     added = (f"jsonb_strip_nulls(jsonb_build_object({', '.join(f'{key}, {r}.details->{key}' for key in replay)}))"
              f" || {extra}")
+    joined = _joined([(("{" if number == 0 else ", ") + f'"{key}" : ',
+                       f"{shared}.{key}" if shared and key in SHARED_FIELDS else json_text(value, key))
+                      for number, (key, value) in enumerate(values.items())], "}")
     return (f"CASE WHEN NOT ({r}.action IN ({actions}) AND NOT {r}.dry_run) THEN NULL"
             f" WHEN {r}.details ?| ARRAY[{', '.join(replay)}] OR {extra} <> '{{}}'::jsonb"
-            f" THEN (jsonb_build_object({fields}) || {added})::text ELSE json_build_object({fields})::text END")
+            f" THEN (jsonb_build_object({fields}) || {added})::text ELSE {joined} END")
 
 
 # `{rows}` yields (customer_id, row_count, details) for every record to write (from the
@@ -112,21 +144,23 @@ def ledger_line_sql(r: str, extra: str = "'{}'::jsonb") -> str:
 # fields all records share are parameters prefixed `audit_`, so they cannot collide with
 # the change's own. One statement: the records, their hashes and the chain link; then
 # `{returned}`: each record (RECORDS) or the statement's records summed (SUMMED).
+# SHARED_FIELDS as the statement's parameters (`audit_` + the field), typed.
+SHARED = {field: f"%(audit_{field})s::{kind}" for field, kind in zip(SHARED_FIELDS, (
+    "text", "text", "text", "date", "boolean", "text", "text", "text", "integer"), strict=True)}
 WRITE = f"""
 WITH {{before}} link AS (SELECT nextval('public.lifecycle_audit_link_id_seq') AS link_id),
+shared AS (SELECT {", ".join(f"{json_text(value)} AS {field}" for field, value in SHARED.items())}),
 numbered AS (
     SELECT nextval('public.lifecycle_audit_id_seq') AS audit_id, clock_timestamp() AS recorded_at,
-           %(audit_action)s::text AS action, %(audit_rule)s::text AS rule, r.customer_id::bigint AS customer_id,
-           %(audit_table_name)s::text AS table_name, r.row_count::bigint AS row_count, %(audit_as_of)s::date AS as_of,
-           %(audit_dry_run)s::boolean AS dry_run, %(audit_dag_id)s::text AS dag_id, %(audit_run_id)s::text AS run_id,
-           %(audit_task_id)s::text AS task_id, %(audit_try_number)s::integer AS try_number,
+           {SHARED["action"]} AS action, {SHARED["rule"]} AS rule, r.customer_id::bigint AS customer_id,
+           {SHARED["table_name"]} AS table_name, r.row_count::bigint AS row_count,
+           {", ".join(f"{SHARED[field]} AS {field}" for field in SHARED_FIELDS[3:])},
            %(audit_details)s::jsonb || r.details AS details, link.link_id
     FROM ({{rows}}) r, link
 ), written AS (
     INSERT INTO public.lifecycle_audit AS a ({COLUMNS})
-    SELECT n.*, {HASH_VERSION}, '', {leaf_sql('n')} FROM numbered n
-    RETURNING audit_id, recorded_at, customer_id, row_count, row_hash, link_id,
-              {ledger_line_sql('a', '%(audit_ledger)s::jsonb')} AS ledger_line
+    SELECT n.*, {HASH_VERSION}, '', {leaf_sql('n', 'k')} FROM numbered n, shared k
+    RETURNING a.*
 ), sealed AS (
     SELECT (SELECT link_id FROM link) AS link_id, s.*
     FROM public.lifecycle_audit_seal((SELECT link_id FROM link),
@@ -136,14 +170,15 @@ numbered AS (
 {{returned}}
 """
 LINK = ("link_id", "seq", "link_hash", "total_records", "merkle_root", "sealed_at")
-RECORDS = f"""SELECT w.audit_id, w.recorded_at, w.row_hash, w.customer_id, w.row_count, w.ledger_line,
+LEDGER_LINE = ledger_line_sql("w", "%(audit_ledger)s::jsonb", "k")
+RECORDS = f"""SELECT w.audit_id, w.recorded_at, w.row_hash, w.customer_id, w.row_count, {LEDGER_LINE},
        {", ".join(f"s.{c}" for c in LINK)}
-FROM written w CROSS JOIN sealed s
+FROM written w CROSS JOIN sealed s CROSS JOIN shared k
 ORDER BY w.audit_id"""
 RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count", "ledger_line", *LINK)
 SUMMED = f"""SELECT {", ".join(f"s.{c}" for c in LINK)}, count(*), min(w.audit_id), max(w.audit_id), min(w.recorded_at),
-       coalesce(string_agg(w.ledger_line || E'\\n', '' ORDER BY w.audit_id), '')
-FROM written w CROSS JOIN sealed s
+       coalesce(string_agg({LEDGER_LINE} || E'\\n', '' ORDER BY w.audit_id), '')
+FROM written w CROSS JOIN sealed s CROSS JOIN shared k
 GROUP BY {", ".join(f"s.{c}" for c in LINK)}"""
 
 ONE = ("SELECT %(audit_customer_id)s::bigint AS customer_id, %(audit_row_count)s::bigint AS row_count,"
