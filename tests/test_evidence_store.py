@@ -7,7 +7,8 @@ import datetime as dt
 
 from retention_helpers import add_customer, at, hold
 
-from telco_lifecycle.evidence import signing
+from telco_lifecycle.database import connect, transaction
+from telco_lifecycle.evidence import audit, signing
 from telco_lifecycle.evidence.audit import LEDGER_ACTIONS
 from telco_lifecycle.evidence.store import canonical, checkpoint_hash, evidence_store
 
@@ -55,3 +56,24 @@ def test_committed_removals_and_holds_reach_the_ledger(telco, run_dag):
     # The case reference, free text, is in the ledger (a restore places the hold again), not in the trail.
     assert [e.get("case_reference") for e in entries[:2]] == ["SKP-TEST-1"] * 2 and "SKP" not in str(entries[2:])
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE details::text LIKE '%%SKP%%'") == 0
+
+
+def test_a_retry_writes_again_a_hold_committed_without_its_ledger_line_with_its_case_reference(telco):
+    """A crash after a hold's commit and before its ledger line: the retry writes the line
+    again, with the case reference read from the hold (a restore places the hold again
+    under its case, not under a placeholder)."""
+    add_customer(telco, 100032, D(2020, 1, 1))
+    hold_id = telco.scalar("INSERT INTO legal_holds (customer_id, case_reference, placed_on, placed_by)"
+                           " VALUES (100032, 'SKP-RETRY-1', '2026-01-05', 'test') RETURNING legal_hold_id")
+    first = audit.RunContext("legal_hold", "crashed", "apply", 1)
+    conn = connect(telco.url)
+    with transaction(conn) as cur:  # committed; the crash comes before audit.emit
+        record = audit.record(cur, audit.Action("place_legal_hold", "legal_hold", 100032, "legal_holds", 1,
+                                                D(2026, 1, 5), False, {"legal_hold_id": hold_id},
+                                                ledger={"case_reference": "SKP-RETRY-1"}), first)
+    assert audit.relog_earlier_tries(conn, audit.RunContext("legal_hold", "crashed", "apply", 2)) == 1
+    conn.close()
+    entries = [e for e in evidence_store().ledger() if e["audit_id"] == record["audit_id"]]
+    assert [(e["action"], e["case_reference"], e["legal_hold_id"]) for e in entries] == [
+        ("place_legal_hold", "SKP-RETRY-1", hold_id)]
+    assert entries[0]["row_hash"] == record["row_hash"]

@@ -365,10 +365,15 @@ def emit(events: Sequence[dict | Written]) -> None:
         audit_log.info("%s%s", EVENT_PREFIX, json.dumps(batch, sort_keys=True, default=str))
 
 
+# A hold's ledger line carries its case reference (`Action.ledger`, never the trail): read
+# again from the hold for a line written again.
+CASE_REFERENCE = ("coalesce((SELECT jsonb_build_object('case_reference', h.case_reference) FROM legal_holds h"
+                  " WHERE a.action IN ('place_legal_hold', 'release_legal_hold')"
+                  " AND h.legal_hold_id = (a.details->>'legal_hold_id')::bigint), '{}'::jsonb)")
 EARLIER_TRIES = f"""
 SELECT a.action, a.rule, a.customer_id, a.table_name, a.row_count, a.as_of::text, a.dry_run, a.details, '{{}}'::jsonb,
        a.dag_id, a.run_id, a.task_id, a.try_number, a.audit_id, a.recorded_at, a.row_hash, a.customer_id, a.row_count,
-       {ledger_line_sql('a')}, {", ".join("l." + c for c in LINK)}
+       {ledger_line_sql('a', CASE_REFERENCE)}, {", ".join("l." + c for c in LINK)}
 FROM lifecycle_audit a JOIN lifecycle_audit_link l ON l.link_id = a.link_id
 WHERE a.dag_id = %s AND a.run_id = %s AND a.task_id = %s AND a.try_number < %s
 ORDER BY l.seq, a.audit_id
