@@ -57,9 +57,11 @@ class Action:
 # A version-2 record's canonical text: the JSON array of a version tag and these columns.
 CANONICAL_FIELDS = ("audit_id", "recorded_at", "action", "rule", "customer_id", "table_name", "row_count", "as_of",
                     "dry_run", "dag_id", "run_id", "task_id", "try_number", "details", "link_id")
-# The fields all records of one statement share (its parameters): WRITE renders them once
-# (`shared`), not per record.
-SHARED_FIELDS = ("action", "rule", "table_name", "as_of", "dry_run", "dag_id", "run_id", "task_id", "try_number")
+# The fields all records of one statement share, with their types: WRITE takes them as
+# parameters (`audit_` + the field) and renders them once (`shared`), not per record.
+SHARED_TYPES = {"action": "text", "rule": "text", "table_name": "text", "as_of": "date", "dry_run": "boolean",
+                "dag_id": "text", "run_id": "text", "task_id": "text", "try_number": "integer"}
+SHARED_FIELDS = tuple(SHARED_TYPES)
 NUMBERS = frozenset({"audit_id", "customer_id", "row_count", "try_number", "link_id"})
 JSONB = frozenset({"details", "tables", "partition"})
 
@@ -140,9 +142,7 @@ def ledger_line_sql(r: str, extra: str = "'{}'::jsonb", shared: str | None = Non
             f" THEN (jsonb_build_object({fields}) || {added})::text ELSE {joined} END")
 
 
-# SHARED_FIELDS as the statement's parameters (`audit_` + the field), typed.
-SHARED = {field: f"%(audit_{field})s::{kind}" for field, kind in zip(SHARED_FIELDS, (
-    "text", "text", "text", "date", "boolean", "text", "text", "text", "integer"), strict=True)}
+SHARED = {field: f"%(audit_{field})s::{kind}" for field, kind in SHARED_TYPES.items()}
 
 # `{rows}` yields (customer_id, row_count, details) for every record to write (from the
 # CTEs `{before}`, if any; a record's details are added to those all records share); the
