@@ -4,8 +4,8 @@ Written by hand per rule, not generated from the policy as the purge is, so that
 in the purge's SQL shows as a checksum difference (benchmarks.run compares the removed
 rows and the resulting tables after every run). No per-row or per-customer function
 calls: a hold in force is an anti-join on `legal_holds`; the due customers are found
-once; wholly expired CDR months go by DETACH + DROP, the held customers' rows moved out
-first, as the purge does. One transaction for the whole rule.
+once; wholly expired CDR months go by DETACH + DROP, as the purge drops them (held
+customers' rows are aside, in cdrs_held). One transaction for the whole rule.
 
 `evidence=True` adds the minimal evidence: one plain INSERT ... SELECT of one row per
 due customer and rule into a table without triggers (no chain, no per-row hashing).
@@ -80,13 +80,9 @@ EVIDENCE = """INSERT INTO bench_evidence (rule, customer_id, as_of, dag_id, run_
               SELECT %(rule)s, customer_id, %(as_of)s, 'benchmark', 'limit' FROM bench_due"""
 
 
-def partition_statements(month: str, bare: bool = False) -> list[str]:
-    """Drop one CDR month: the held customers' rows moved out first (into cdrs_default,
-    through the month's (customer_id, started_at) index), unless `bare`."""
-    keep = [] if bare else [f"""INSERT INTO cdrs SELECT p.* FROM {month} p
-                                WHERE p.customer_id IN (SELECT customer_id FROM legal_holds
-                                                        WHERE released_on IS NULL)"""]
-    return [f"ALTER TABLE cdrs DETACH PARTITION {month}", *keep, f"DROP TABLE {month}"]
+def partition_statements(month: str) -> list[str]:
+    """Drop one CDR month: the held customers' rows are already aside, in cdrs_held (migration 0030)."""
+    return [f"ALTER TABLE cdrs_live DETACH PARTITION {month}", f"DROP TABLE {month}"]
 
 
 def limit_statements(rule_id: str, months: list[str], evidence: bool) -> list[str]:

@@ -288,7 +288,7 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
         conn = connect(url)
         try:
             with transaction(conn) as cur:
-                for statement in partition_statements(month, bare=True):
+                for statement in partition_statements(month):
                     cur.execute(statement)
         finally:
             conn.close()

@@ -79,4 +79,4 @@ def hold(run_dag, customer_id: int, action: str, case: str = "SKP-TEST-1", answe
 def cdr_partitions(telco) -> list[str]:
     """The month (and default) partitions of `cdrs`, by name."""
     return [r[0] for r in telco.rows("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                     " WHERE i.inhparent = 'cdrs'::regclass ORDER BY 1")]
+                                     " WHERE i.inhparent = 'cdrs_live'::regclass ORDER BY 1")]

@@ -85,7 +85,7 @@ REFUSED = {
     "drop a table": "DROP TABLE invoices",
     "alter a table": "ALTER TABLE customers ADD COLUMN note text",
     "disable the audit trigger": "ALTER TABLE lifecycle_audit DISABLE TRIGGER lifecycle_audit_no_update_delete",
-    "detach a CDR month": "ALTER TABLE cdrs DETACH PARTITION cdrs_y2020m01",
+    "detach a CDR month": "ALTER TABLE cdrs_live DETACH PARTITION cdrs_y2020m01",
     "truncate a governed table": "TRUNCATE payments",
     "create a table": "CREATE TABLE stash (x text)",
     "insert a customer": "INSERT INTO customers (customer_id) VALUES (999999)",

@@ -63,7 +63,7 @@ def state(telco) -> dict:
     """The governed tables' full contents, the CDR months, and the holds (who entered them aside)."""
     return {**{table: fingerprint for table, fingerprint in telco.fingerprint().items() if table in GOVERNED},
             "cdr_months": telco.rows("SELECT relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-                                     " WHERE i.inhparent = 'cdrs'::regclass ORDER BY 1"),
+                                     " WHERE i.inhparent = 'cdrs_live'::regclass ORDER BY 1"),
             "legal_holds": telco.rows("SELECT customer_id, case_reference, placed_on, released_on FROM legal_holds"
                                       " ORDER BY 1, 2, 3")}
 

@@ -51,9 +51,9 @@ def test_fiscal_year_boundary_partitions_and_holds(telco, run_dag):
     assert telco.scalar("SELECT count(*) FROM payments p JOIN invoices i USING (invoice_id)"
                         " WHERE i.customer_id = 100031") == 1
     assert cdr_times(telco, 100031) == [T(2020, 1, 1, 0, 30)]
-    # the held customer's September CDR survived the drop, in the default partition
+    # the held customer's September CDR survived the drop, set aside in cdrs_held
     assert rows_of(telco, 100032) == held_before
-    assert telco.scalar("SELECT count(*) FROM cdrs_default WHERE customer_id = 100032") == 1
+    assert telco.scalar("SELECT count(*) FROM cdrs_held WHERE customer_id = 100032") == 1
     drop = telco.rows("SELECT row_count, details FROM lifecycle_audit WHERE action = 'drop_partition'"
                       " AND details->>'partition' = 'cdrs_y2019m09'")
     assert drop and drop[0][1]["kept_for_legal_hold"] >= 1

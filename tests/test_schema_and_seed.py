@@ -27,7 +27,7 @@ def test_migrate_is_idempotent_and_creates_partitions(empty_db):
     assert len(migrate(empty_db)) >= 3
     assert migrate(empty_db) == []
     with empty_db.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'cdrs'::regclass")
+        cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'cdrs_live'::regclass")
         partitions = cur.fetchone()[0]
         # every CDR from 2015-01-01 up to two years ahead has a month partition
         cur.execute("INSERT INTO customers (customer_id) VALUES (1)")
