@@ -53,8 +53,8 @@ def apply_session_settings(conn) -> None:
 def int_array(values) -> str:
     """The PostgreSQL array literal of integers (`{1,2,3}`, for a `%s::bigint[]`): one
     constant PostgreSQL reads at once, where psycopg2 would spell a list as ARRAY[...], an
-    expression per element (13 ms for 4,000 ids, against 0.5 ms)."""
-    return "{" + ",".join(map(str, map(int, values))) + "}"
+    expression per element (13 ms for 4,000 ids, against 0.5 ms). None is NULL."""
+    return "{" + ",".join("NULL" if value is None else str(int(value)) for value in values) + "}"
 
 
 @contextlib.contextmanager

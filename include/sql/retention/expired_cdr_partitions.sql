@@ -1,7 +1,7 @@
 -- Month partitions of `cdrs_live` (migration 0030) that end on or before %(fiscal_cutoff)s (the first
 -- instant not yet due): every row in them is past the accounting deadline by its own
 -- date. With the month (its first day), for the check that none of its rows is billed
--- on an invoice whose unit is still kept (retention._billed_on_kept_unit).
+-- on an invoice whose unit is still kept (retention._billed_on_kept_units).
 SELECT relname, month
 FROM (SELECT c.relname, m.month
       FROM pg_inherits i

@@ -190,9 +190,11 @@ ONE = ("SELECT %(audit_customer_id)s::bigint AS customer_id, %(audit_row_count)s
 PER_CUSTOMER = "changed AS ({change} RETURNING {owner} AS customer_id),"
 PER_CUSTOMER_ROWS = ("SELECT customer_id, count(*) AS row_count, '{}'::jsonb AS details FROM changed"
                      " GROUP BY customer_id")
-# Records given by the caller: per customer its count and its own details.
-GIVEN = ("SELECT * FROM unnest(%(audit_customers)s::bigint[], %(audit_counts)s::bigint[],"
-         " %(audit_each)s::text[]::jsonb[]) r(customer_id, row_count, details)")
+# Records given by the caller, in its order (the ids are drawn in it): each its customer
+# (or none), its count and its own details.
+GIVEN = ("SELECT r.customer_id, r.row_count, r.details FROM unnest(%(audit_customers)s::bigint[],"
+         " %(audit_counts)s::bigint[], %(audit_each)s::text[]::jsonb[]) WITH ORDINALITY"
+         " r(customer_id, row_count, details, n) ORDER BY r.n")
 # A purge's records from its rows per customer and table (flat arrays): one per customer,
 # its rows in all and per table.
 PER_TABLE_COUNTS = ("SELECT r.customer_id, sum(r.n) AS row_count, jsonb_build_object('tables', jsonb_object_agg("
@@ -245,18 +247,21 @@ def record_per_customer(cur, change: str, owner: str, params: dict, action: Acti
     return _events(cur, action, run)
 
 
-def record_each(cur, records: dict[int, tuple[int, dict]], action: Action, run: RunContext) -> list[dict]:
-    """Write one record per customer of `records` (customer id -> (row count, the record's
-    own details, added to `action.details`)) and their link, in one statement; return the
-    events to emit after commit."""
+def record_each(cur, records: list[tuple[int | None, int, dict]], action: Action, run: RunContext) -> list[dict]:
+    """Write one record per item of `records` ((customer id or None, row count, the
+    record's own details, added to `action.details`)) and their link, in one statement;
+    return the events to emit after commit, in the order given."""
     if not records:
         return []
-    each = {"audit_customers": int_array(records), "audit_counts": int_array(count for count, _ in records.values()),
-            "audit_each": [json.dumps(details, sort_keys=True) for _, details in records.values()]}
+    each = {"audit_customers": int_array(customer_id for customer_id, _, _ in records),
+            "audit_counts": int_array(count for _, count, _ in records),
+            "audit_each": [json.dumps(details, sort_keys=True) for _, _, details in records]}
     _write(cur, "", GIVEN, RECORDS, {**each, **_values(action, run)})
     events = _events(cur, action, run)
-    for event in events:
-        event["details"] = {**action.details, **records[event["customer_id"]][1]}
+    for event, (customer_id, count, details) in zip(events, records, strict=True):
+        if (event["customer_id"], event["row_count"]) != (customer_id, count):
+            raise RuntimeError(f"audit records written out of order: {event['audit_id']} is not {customer_id}, {count}")
+        event["details"] = {**action.details, **details}
     return events
 
 

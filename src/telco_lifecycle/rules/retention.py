@@ -276,8 +276,9 @@ def _expired_partitions(cur, s: Scope, params: dict) -> list[tuple]:
     """The CDR months (name, first day) wholly expired at `as_of`: every row due by its own date, and none
     billed on an invoice whose unit is kept (such a month waits for it; its due rows go
     with their customers meanwhile)."""
-    return [month for month in _months_before_cutoff(cur, s, params)
-            if not _billed_on_kept_unit(cur, s, params, month[1])]
+    months = _months_before_cutoff(cur, s, params)
+    kept = _billed_on_kept_units(cur, s, params, [first for _, first in months])
+    return [month for month in months if month[1] not in kept]
 
 
 def _months_before_cutoff(cur, s: Scope, params: dict) -> list[tuple]:
@@ -288,21 +289,32 @@ def _months_before_cutoff(cur, s: Scope, params: dict) -> list[tuple]:
     return cur.fetchall()
 
 
-def _billed_on_kept_unit(cur, s: Scope, params: dict, month: dt.date) -> bool:
-    """Does a CDR of the month `month` (its first day) belong to an accounting unit not yet
-    due? (the month's latest unit dates, MONTH_UNIT_DATES: one row, not the month's
-    invoices). A month without that row holds no billed CDR, unless its rows came round
-    the triggers (migration 0028 refuses that): then one probe of the month's billed-CDR
-    index finds one, and the month is kept, as a unit without dates is: never let go early."""
-    if not any(item.unit_key for item in s.rule.data):
-        return False
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {MONTH_UNIT_DATES} m WHERE m.month = %(month)s"
-                f" AND {s.unit_not_due('m')}) OR (NOT EXISTS (SELECT 1 FROM {MONTH_UNIT_DATES} m"
-                " WHERE m.month = %(month)s) AND EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id IS NOT NULL"
-                " AND r.started_at >= lifecycle_month_start(%(month)s)"
-                " AND r.started_at < lifecycle_month_start((%(month)s + interval '1 month')::date)))",
-                {**params, "month": month})
-    return cur.fetchone()[0]
+def _billed_on_kept_units(cur, s: Scope, params: dict, months: list[dt.date]) -> set[dt.date]:
+    """Which of `months` (their first days) hold a CDR of an accounting unit not yet due?
+    Each month's latest unit dates (MONTH_UNIT_DATES: one row a month, not its invoices),
+    read for all of them in one statement. A month without that row holds no billed CDR,
+    unless its rows came round the triggers (migration 0028 refuses that): then one probe
+    of that month's billed-CDR index (its own statement, so that only its partition is
+    planned) finds one, and the month is kept, as a unit without dates is: never let go
+    early."""
+    if not months or not any(item.unit_key for item in s.rule.data):
+        return set()
+    cur.execute(f"SELECT m.month, u.month IS NOT NULL, {s.unit_not_due('u')} FROM unnest(%(months)s::date[]) m(month)"
+                f" LEFT JOIN {MONTH_UNIT_DATES} u ON u.month = m.month", {**params, "months": months})
+    kept, undated = set(), []
+    for month, dated, not_due in cur.fetchall():
+        if not_due:
+            kept.add(month)
+        elif not dated:
+            undated.append(month)
+    for month in undated:
+        cur.execute("SELECT EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id IS NOT NULL"
+                    " AND r.started_at >= lifecycle_month_start(%(month)s)"
+                    " AND r.started_at < lifecycle_month_start((%(month)s + interval '1 month')::date))",
+                    {"month": month})
+        if cur.fetchone()[0]:
+            kept.add(month)
+    return kept
 
 
 def purge(conn, rule_id: str, as_of: dt.date, run: audit.RunContext, dry_run: bool = False,
@@ -380,24 +392,28 @@ def _record_dry_run(conn, s: Scope, planned: dict, run: audit.RunContext) -> Non
 
 
 def _drop_partitions(conn, s: Scope, months: list[tuple], run: audit.RunContext) -> list[dict]:
-    """Drop the wholly expired CDR months (held rows kept), each with its audit row, up to
-    MONTHS_PER_TRANSACTION in a transaction (each drop holds the lock on `cdrs` that CDR
-    ingest waits for until commit); a month no longer wholly expired is left."""
+    """Drop the wholly expired CDR months (held rows kept), up to MONTHS_PER_TRANSACTION
+    in a transaction (each drop holds the lock on `cdrs` that CDR ingest waits for until
+    commit): their units checked again (a payment or CDR may have arrived meanwhile: such
+    a month is left), the months dropped, and one audit record each, in three statements."""
     dropped = []
     for first in range(0, len(months), MONTHS_PER_TRANSACTION):
-        events = []
+        chunk = months[first:first + MONTHS_PER_TRANSACTION]
         with transaction(conn) as cur:
-            for name, month in months[first:first + MONTHS_PER_TRANSACTION]:
-                if _billed_on_kept_unit(cur, s, s.params, month):  # a payment or CDR arrived meanwhile
-                    continue
-                cur.execute(read_sql("retention/drop_cdr_partition.sql"), {"partition": name})
-                total, kept = cur.fetchone()
-                details = {"partition": name, "kept_for_legal_hold": kept, **year_ends_details(s)}
-                events.append(audit.record(cur, audit.Action(
-                    "drop_partition", s.rule.id, None, "cdrs", total - kept, s.as_of, False, details), run))
-                dropped.append({"partition": name, "rows": total - kept, "kept_for_legal_hold": kept})
-        if events:
-            audit.emit(events)
+            kept_units = _billed_on_kept_units(cur, s, s.params, [month for _, month in chunk])
+            names = [name for name, month in chunk if month not in kept_units]
+            if not names:
+                continue
+            cur.execute(read_sql("retention/drop_cdr_partitions.sql"), {"partitions": names})
+            months_dropped = [{"partition": name, "rows": total - kept, "kept_for_legal_hold": kept}
+                              for name, total, kept in cur.fetchall()]
+            events = audit.record_each(
+                cur, [(None, month["rows"], {"partition": month["partition"],
+                                             "kept_for_legal_hold": month["kept_for_legal_hold"]})
+                      for month in months_dropped],
+                audit.Action("drop_partition", s.rule.id, None, "cdrs", 0, s.as_of, False, year_ends_details(s)), run)
+        audit.emit(events)
+        dropped += months_dropped
     return dropped
 
 
@@ -487,8 +503,8 @@ def _skip(cur, s: Scope, customer_ids: list[int], run: audit.RunContext) -> tupl
         return [], []
     cur.execute(read_sql("retention/skips_to_record.sql"), {**s.params, "customers": int_array(customer_ids)})
     holds = {customer_id: (hold_ids, recorded) for customer_id, hold_ids, recorded in cur.fetchall()}
-    events = audit.record_each(cur, {customer_id: (0, {"legal_hold_ids": hold_ids})
-                                     for customer_id, (hold_ids, recorded) in holds.items() if not recorded},
+    events = audit.record_each(cur, [(customer_id, 0, {"legal_hold_ids": hold_ids})
+                                     for customer_id, (hold_ids, recorded) in holds.items() if not recorded],
                                audit.Action("skipped_legal_hold", s.rule.id, as_of=s.as_of), run)
     skipped = [{"customer_id": customer_id, "legal_hold_ids": holds[customer_id][0]} for customer_id in customer_ids]
     return skipped, events
