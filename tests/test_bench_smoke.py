@@ -22,7 +22,9 @@ def test_bench_smoke_writes_sane_results(tmp_path):
         for rule, figures in scale["purge_vs_limit"].items():
             assert figures["same_rows"] and figures["checksums"], rule  # the limits left exactly the purge's rows
             assert figures["rows"] > 0 and figures["purge_s"] > 0 and figures["limit_s"] > 0, rule
-        assert scale["partition_drop"]["partitions"] > 0 and scale["partition_drop"]["month_rows"] > 0
+        drop = scale["partition_drop"]
+        assert drop["partitions"] > 0 and drop["month_rows"] > 0 and drop["in_run"]["months"] >= 1
+        assert drop["in_run"]["drop_per_month_s"] > 0 and drop["in_run"]["bare_per_month_s"] > 0
         assert scale["due_customers"]["customers"] > 0
         assert scale["verification"]["checks"] > 0 and scale["verification"]["gx_s"] > 0
         assert 0 < scale["rss"]["imports_only_rss_mb"] <= scale["rss"]["purge_peak_rss_mb"] < 1000
