@@ -144,7 +144,7 @@ def test_altered_event_and_changed_row_are_reported(telco, run_dag, task_logs):
     assert '\\"link_hash\\": \\"' in text
     log.write_text(text.replace('\\"link_hash\\": \\"', '\\"link_hash\\": \\"0', 1))
     telco.execute("SET session_replication_role = replica")
-    telco.execute("UPDATE lifecycle_audit SET row_count = row_count + 1 WHERE audit_id = 3")
+    telco.execute("UPDATE lifecycle_audit_record SET row_count = row_count + 1 WHERE audit_id = 3")
     telco.execute("SET session_replication_role = origin")
 
     summary = build(telco, today_period())

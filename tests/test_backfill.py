@@ -12,7 +12,7 @@ import os
 import random
 from unittest import mock
 
-from conftest import ANCHOR
+from conftest import ANCHOR, AUDIT_TRAIL
 from retention_helpers import cdr_partitions
 
 from telco_lifecycle.database import connect
@@ -47,7 +47,7 @@ def outcome(db) -> tuple:
                                + ", ".join(f"'{mark}', {mark} IS NOT NULL" for mark in marks)
                                + f"))::text, '|' ORDER BY t::text)) FROM {table} t")
               for table, marks in MARKS.items()}
-    return (db.fingerprint(exclude=("lifecycle_audit", "lifecycle_audit_link", "lifecycle_audit_head", *MARKS)), marked,
+    return (db.fingerprint(exclude=(*AUDIT_TRAIL, *MARKS)), marked,
             cdr_partitions(db),
             db.rows("SELECT action, rule, customer_id, table_name, sum(row_count) FROM lifecycle_audit"
                     " WHERE action <> 'skipped_legal_hold' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import ANCHOR, respond_to_approval
+from conftest import ANCHOR, AUDIT_TRAIL, respond_to_approval
 from retention_helpers import hold
 
-EVIDENCE = ("lifecycle_audit", "lifecycle_audit_link", "lifecycle_audit_head")  # the trail grows by design
 
 def active_customer_with_config(telco, held: bool = False) -> int:
     negation = "" if held else "NOT"
@@ -22,7 +21,7 @@ def active_customer_with_config(telco, held: bool = False) -> int:
 
 def test_offboarding_deletes_pbx_and_sip_and_nothing_else(telco, run_dag):
     customer = active_customer_with_config(telco)
-    before = telco.fingerprint(exclude=EVIDENCE + ("pbx_configs", "sip_peers", "customers"))
+    before = telco.fingerprint(exclude=AUDIT_TRAIL + ("pbx_configs", "sip_peers", "customers"))
     pbx = telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,))
     sip = telco.scalar("SELECT count(*) FROM sip_peers WHERE customer_id = %s", (customer,))
 
@@ -32,7 +31,7 @@ def test_offboarding_deletes_pbx_and_sip_and_nothing_else(telco, run_dag):
     assert telco.scalar("SELECT count(*) FROM pbx_configs WHERE customer_id = %s", (customer,)) == 0
     assert telco.scalar("SELECT count(*) FROM sip_peers WHERE customer_id = %s", (customer,)) == 0
     assert telco.scalar("SELECT relationship_ended_on FROM customers WHERE customer_id = %s", (customer,)) is not None
-    assert telco.fingerprint(exclude=EVIDENCE + ("pbx_configs", "sip_peers", "customers")) == before
+    assert telco.fingerprint(exclude=AUDIT_TRAIL + ("pbx_configs", "sip_peers", "customers")) == before
     # other customers' configuration untouched
     assert telco.scalar("SELECT count(*) FROM pbx_configs") > 0
     summary = xcom["summarise"]

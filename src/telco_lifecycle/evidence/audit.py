@@ -1,12 +1,14 @@
 """Audit evidence: one `lifecycle_audit` record per action (a retention purge: one per
-customer and rule, its rows per table in `details.tables`), in the caller's transaction,
-chained set-based (migration 0015); after commit, the ledger, one log event per
-transaction and the signed checkpoint.
+customer and rule, its rows per table), in the caller's transaction, chained set-based;
+after commit, the ledger, one log event per transaction and the signed checkpoint.
 
-Each statement that writes records computes their hashes in the same INSERT ... SELECT
-(LEAF: SHA-256 of the record's canonical JSON text) and appends one link to the chain
-through `lifecycle_audit_seal`: the Merkle root of the statement's records, chained to
-the head, which it locks until commit. No trigger runs per row.
+Each statement that writes records stores what they share once, on their chain link (the
+statement: action, rule, dates, run, shared details), and per record only its own
+fields (migration 0031). Hashes are computed in the same INSERT ... SELECT: the
+statement's over its canonical JSON text, each record's over its own fields and the
+statement's hash; `lifecycle_audit_seal` appends the link, with the Merkle root of the
+statement's records, chained to the head, which it locks until commit. No trigger runs
+per row. `lifecycle_audit`, a view, gives every record with every field.
 
 Nothing personal: the internal customer id, table names, counts, run ids and hashes.
 """
@@ -22,13 +24,12 @@ from collections.abc import Sequence
 
 from telco_lifecycle.database import int_array
 from telco_lifecycle.evidence import checkpoints
-from telco_lifecycle.evidence.store import evidence_store
+from telco_lifecycle.evidence.store import REPLAY_DETAILS, evidence_store
 from telco_lifecycle.settings import AUDIT_LOGGER
 
 EVENT_PREFIX = "AUDIT "
 audit_log = logging.getLogger(AUDIT_LOGGER)
 human_log = logging.getLogger("telco_lifecycle")
-HASH_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,53 +55,48 @@ class Action:
     ledger: dict = dataclasses.field(default_factory=dict)  # the ledger's only, never the trail (ledger_line_sql)
 
 
-# A version-2 record's canonical text: the JSON array of a version tag and these columns.
-CANONICAL_FIELDS = ("audit_id", "recorded_at", "action", "rule", "customer_id", "table_name", "row_count", "as_of",
-                    "dry_run", "dag_id", "run_id", "task_id", "try_number", "details", "link_id")
-# The fields all records of one statement share, with their types: WRITE takes them as
-# parameters (`audit_` + the field) and renders them once (`shared`), not per record.
-SHARED_TYPES = {"action": "text", "rule": "text", "table_name": "text", "as_of": "date", "dry_run": "boolean",
-                "dag_id": "text", "run_id": "text", "task_id": "text", "try_number": "integer"}
-SHARED_FIELDS = tuple(SHARED_TYPES)
-NUMBERS = frozenset({"audit_id", "customer_id", "row_count", "try_number", "link_id"})
-JSONB = frozenset({"details", "tables", "partition"})
+# Hash version 3 (migration 0031): a statement's records share their chain link, which
+# holds the fields they share (the statement) and the hash of its canonical text; a
+# record holds its own fields, and its text ends with the statement's hash.
+HASH_VERSION = 3
+STATEMENT_TYPES = {"action": "text", "rule": "text", "table_name": "text", "tables": "text[]", "as_of": "date",
+                   "dry_run": "boolean", "dag_id": "text", "run_id": "text", "task_id": "text",
+                   "try_number": "integer", "details": "jsonb"}
+STATEMENT_FIELDS = ("link_id", *STATEMENT_TYPES)
+RECORD_FIELDS = ("audit_id", "customer_id", "row_count", "counts", "details")
 
 
-def json_text(value: str, field: str = "") -> str:
-    """The JSON text of `value` (a SQL expression; `field`: the column it is) as the
-    json_build_* functions render it: integers and jsonb by their own text (the same),
-    anything else through to_json; NULL as null."""
-    if field in NUMBERS or field in JSONB:
-        return f"coalesce(({value})::text, 'null')"
-    return f"coalesce(to_json({value})::text, 'null')"
+def statement_text_sql(s: str) -> str:
+    """The text a statement's hash covers, from the columns of `s` (a link, or the
+    statement being written): the JSON array of a version tag and STATEMENT_FIELDS, by
+    built-ins only, so that `lifecycle audit verify` recomputes it from any link and a
+    certificate carries it."""
+    return f"json_build_array('lifecycle_audit_statement/3', {', '.join(f'{s}.{f}' for f in STATEMENT_FIELDS)})::text"
 
 
-def _joined(parts: list[tuple[str, str]], end: str) -> str:
-    """SQL that joins, as text, each (literal, expression) of `parts` in turn, then `end`."""
-    return "(" + " || ".join(f"'{literal}' || {expression}" for literal, expression in parts) + f" || '{end}')"
+def record_text_sql(r: str, statement_hash: str) -> str:
+    """The text a version-3 record's hash covers: the JSON array of a version tag,
+    RECORD_FIELDS of `r` (a row alias) and `statement_hash` (an expression): joined as
+    text, json_build_array's very text (tests/test_audit_trail.py) at a fraction of its
+    cost, paid once per record of every purge."""
+    return (f"('[\"lifecycle_audit/3\", ' || {r}.audit_id || ', ' || coalesce({r}.customer_id::text, 'null')"
+            f" || ', ' || {r}.row_count || ', ' || coalesce(array_to_json({r}.counts)::text, 'null')"
+            f" || ', ' || coalesce({r}.details::text, 'null') || ', \"' || {statement_hash} || '\"]')")
 
 
-def canonical_sql(r: str, shared: str | None = None) -> str:
-    """The text a version-2 record's hash covers, from the columns of `r` (a row alias;
-    `shared`: the alias of the statement's SHARED_FIELDS already rendered): built-ins
-    only, so that `lifecycle audit verify` can recompute it from any row and a
-    certificate can carry it (a JSON array a verifier parses back). Joined as text, the
-    very text json_build_array gives (and jsonb_build_array before it, which wrote the
-    older records: tests/test_audit_trail.py proves both), at two thirds of the cost."""
-    time = f"to_char({r}.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    parts = [f"'\"' || {time} || '\"'" if field == "recorded_at"
-             else f"{shared}.{field}" if shared and field in SHARED_FIELDS
-             else json_text(f"{r}.{field}", field) for field in CANONICAL_FIELDS]
-    return _joined([('["lifecycle_audit/2", ' if number == 0 else ", ", part) for number, part in enumerate(parts)],
-                   "]")
+def sha256_sql(text: str) -> str:
+    return f"encode(sha256(convert_to({text}, 'UTF8')), 'hex')"
 
 
-def leaf_sql(r: str, shared: str | None = None) -> str:
-    return f"encode(sha256(convert_to({canonical_sql(r, shared)}, 'UTF8')), 'hex')"
+def v2_text_sql(r: str) -> str:
+    """The text a version-2 record's hash covers (written until migration 0031), from the
+    columns of `r`: the JSON array of a version tag and every field of the record."""
+    fields = ("audit_id", "recorded_at", "action", "rule", "customer_id", "table_name", "row_count", "as_of",
+              "dry_run", "dag_id", "run_id", "task_id", "try_number", "details", "link_id")
+    values = [f"to_char({r}.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+              if field == "recorded_at" else f"{r}.{field}" for field in fields]
+    return f"json_build_array('lifecycle_audit/2', {', '.join(values)})::text"
 
-
-COLUMNS = ("audit_id, recorded_at, action, rule, customer_id, table_name, row_count, as_of, dry_run,"
-           " dag_id, run_id, task_id, try_number, details, link_id, hash_version, prev_hash, row_hash")
 
 # The actions that remove rows (what reports count as removed).
 REMOVING_ACTIONS = ("purge", "delete", "anonymise", "drop_partition")
@@ -108,99 +104,115 @@ REMOVING_ACTIONS = ("purge", "delete", "anonymise", "drop_partition")
 # also go to the evidence store's ledger, outside the database (restore-safe deletions).
 LEDGER_ACTIONS = frozenset({*REMOVING_ACTIONS, "erase_on_request", "end_relationship",
                             "backdate_relationship_end", "place_legal_hold", "release_legal_hold", "file_remove"})
-# What a restore's reconciliation needs to do the action again (rules/restore.py): the
-# end date an offboarding set (and the one an approved back-dating replaced), the hold's id
-# (from the record); the case a hold belongs to is free text, so it reaches the ledger
-# only (`Action.ledger`), never the trail.
-REPLAY_DETAILS = ("relationship_ended_on", "provisional_end", "legal_hold_id")
+LEDGER_ACTION_LIST = ", ".join(f"'{action}'" for action in sorted(LEDGER_ACTIONS))
 
 
-def ledger_line_sql(r: str, extra: str = "'{}'::jsonb", shared: str | None = None) -> str:
-    """The ledger's line for the record `r` (a row alias; `shared` as in canonical_sql),
-    NULL for a record the ledger does not take (LEDGER_ACTIONS, not dry runs): its ids,
-    counts per table, run, time and what a replay needs, plus `extra` (a jsonb
-    expression). Built by the database, in the statement that writes the record, so that
-    a purge batch's lines reach Python as one text; joined as text (json_build_object's
-    text, at under half its cost) unless there is something to add.
+def replay_sql(details: str) -> str:
+    """The replay details (REPLAY_DETAILS) of `details` (a jsonb expression), as jsonb."""
+    pairs = ", ".join(f"'{key}', {details}->'{key}'" for key in REPLAY_DETAILS)
+    return f"jsonb_strip_nulls(jsonb_build_object({pairs}))"
+
+
+def ledger_line_sql(r: str, extra: str = "'{}'::jsonb") -> str:
+    """One record's ledger line (the format of the records written before migration
+    0031, which the ledger still holds and `store.ledger` reads; a retry writes its
+    earlier tries' lines so), NULL for a record the ledger does not take (LEDGER_ACTIONS,
+    not dry runs), from the columns of `r` (a row of the `lifecycle_audit` view): its ids,
+    counts per table, run, time and what a replay needs, plus `extra` (jsonb).
     No personal data: ids, counts, names of tables and rules, hashes."""
-    actions = ", ".join(f"'{action}'" for action in sorted(LEDGER_ACTIONS))
-    replay = [f"'{key}'" for key in REPLAY_DETAILS]
-    values = {"audit_id": f"{r}.audit_id", "row_hash": f"{r}.row_hash", "action": f"{r}.action", "rule": f"{r}.rule",
-              "customer_id": f"{r}.customer_id",
-              "tables": f"coalesce({r}.details->'tables', CASE WHEN {r}.table_name IS NOT NULL"
-                        f" THEN jsonb_build_object({r}.table_name, {r}.row_count) ELSE '{{}}'::jsonb END)",
-              "as_of": f"{r}.as_of", "dag_id": f"{r}.dag_id", "run_id": f"{r}.run_id",
-              "partition": f"{r}.details->'partition'", "recorded_at": f"{r}.recorded_at"}
-    fields = ", ".join(f"'{key}', {value}" for key, value in values.items())
-    added = (f"jsonb_strip_nulls(jsonb_build_object({', '.join(f'{key}, {r}.details->{key}' for key in replay)}))"
-             f" || {extra}")
-    joined = _joined([(("{" if number == 0 else ", ") + f'"{key}" : ',
-                       f"{shared}.{key}" if shared and key in SHARED_FIELDS else json_text(value, key))
-                      for number, (key, value) in enumerate(values.items())], "}")
-    return (f"CASE WHEN NOT ({r}.action IN ({actions}) AND NOT {r}.dry_run) THEN NULL"
-            f" WHEN {r}.details ?| ARRAY[{', '.join(replay)}] OR {extra} <> '{{}}'::jsonb"
-            f" THEN (jsonb_build_object({fields}) || {added})::text ELSE {joined} END")
+    tables = (f"coalesce({r}.details->'tables', CASE WHEN {r}.table_name IS NOT NULL"
+              f" THEN jsonb_build_object({r}.table_name, {r}.row_count) ELSE '{{}}'::jsonb END)")
+    return (f"CASE WHEN {r}.action IN ({LEDGER_ACTION_LIST}) AND NOT {r}.dry_run THEN"
+            f" (jsonb_build_object('audit_id', {r}.audit_id, 'row_hash', {r}.row_hash, 'action', {r}.action,"
+            f" 'rule', {r}.rule, 'customer_id', {r}.customer_id, 'tables', {tables}, 'as_of', {r}.as_of,"
+            f" 'dag_id', {r}.dag_id, 'run_id', {r}.run_id, 'partition', {r}.details->'partition',"
+            f" 'recorded_at', {r}.recorded_at) || {replay_sql(f'{r}.details')} || {extra})::text END")
 
 
-SHARED = {field: f"%(audit_{field})s::{kind}" for field, kind in SHARED_TYPES.items()}
+# A statement's ledger line (one for all its records; `store.ledger` reads it back as one
+# entry per record), from the CTEs `statement` (k), `sealed` (s) and `aggregated` (w):
+# what they share once (`shared`: what a replay needs, and Action.ledger), per record its
+# id, hash, customer, count and rows per table. json, not jsonb: text built once.
+STATEMENT_LEDGER_LINE = f"""CASE WHEN k.action IN ({LEDGER_ACTION_LIST}) AND NOT k.dry_run THEN
+    json_build_object('link_id', k.link_id, 'action', k.action, 'rule', k.rule, 'table_name', k.table_name,
+                      'tables', k.tables, 'as_of', k.as_of, 'dag_id', k.dag_id, 'run_id', k.run_id,
+                      'recorded_at', s.sealed_at, 'audit_ids', w.audit_ids, 'row_hashes', w.row_hashes,
+                      'customer_ids', w.customer_ids, 'row_counts', w.row_counts, 'counts', w.counts,
+                      'details', w.details, 'shared', {replay_sql('k.details')} || %(audit_ledger)s::jsonb)::text
+END"""
 
-# `{rows}` yields (customer_id, row_count, details) for every record to write (from the
-# CTEs `{before}`, if any; a record's details are added to those all records share); the
-# fields all records share are parameters prefixed `audit_`, so they cannot collide with
-# the change's own. One statement: the records, their hashes and the chain link; then
+# `{rows}` yields (customer_id, row_count, counts, details) for every record to write, in
+# the order their ids are drawn (from the CTEs `{before}`, if any); what they share is
+# given as parameters prefixed `audit_`, which cannot collide with the change's own. One
+# statement: the statement's hash, the records with theirs, and the chain link; then
 # `{returned}`: each record (RECORDS) or the statement's records summed (SUMMED).
 WRITE = f"""
-WITH {{before}} link AS (SELECT nextval('public.lifecycle_audit_link_id_seq') AS link_id),
-shared AS (SELECT {", ".join(f"{json_text(value)} AS {field}" for field, value in SHARED.items())}),
-numbered AS (
-    SELECT nextval('public.lifecycle_audit_id_seq') AS audit_id, clock_timestamp() AS recorded_at,
-           {SHARED["action"]} AS action, {SHARED["rule"]} AS rule, r.customer_id::bigint AS customer_id,
-           {SHARED["table_name"]} AS table_name, r.row_count::bigint AS row_count,
-           {", ".join(f"{SHARED[field]} AS {field}" for field in SHARED_FIELDS[3:])},
-           %(audit_details)s::jsonb || r.details AS details, link.link_id
-    FROM ({{rows}}) r, link
+WITH {{before}} statement AS (
+    SELECT nextval('public.lifecycle_audit_link_id_seq') AS link_id,
+           {", ".join(f"%(audit_{field})s::{kind} AS {field}" for field, kind in STATEMENT_TYPES.items())}
+), hashed AS (
+    SELECT k.*, {sha256_sql(statement_text_sql('k'))} AS statement_hash FROM statement k
+), numbered AS (
+    SELECT nextval('public.lifecycle_audit_id_seq') AS audit_id, r.customer_id::bigint AS customer_id,
+           r.row_count::bigint AS row_count, r.counts::bigint[] AS counts, r.details::jsonb AS details
+    FROM ({{rows}}) r(customer_id, row_count, counts, details)
 ), written AS (
-    INSERT INTO public.lifecycle_audit AS a ({COLUMNS})
-    SELECT n.*, {HASH_VERSION}, '', {leaf_sql('n', 'k')} FROM numbered n, shared k
-    RETURNING a.*
+    INSERT INTO public.lifecycle_audit_record AS a (audit_id, link_id, customer_id, row_count, counts, details,
+                                                    row_hash)
+    SELECT n.audit_id, h.link_id, n.customer_id, n.row_count, n.counts, n.details,
+           {sha256_sql(record_text_sql('n', 'h.statement_hash'))}
+    FROM numbered n, hashed h
+    RETURNING a.audit_id, a.customer_id, a.row_count, a.counts, a.details, a.row_hash
+), aggregated AS (
+    SELECT count(*) AS records, min(audit_id) AS first_id, max(audit_id) AS last_id,
+           array_agg(audit_id ORDER BY audit_id) AS audit_ids, array_agg(row_hash ORDER BY audit_id) AS row_hashes,
+           array_agg(customer_id ORDER BY audit_id) AS customer_ids,
+           array_agg(row_count ORDER BY audit_id) AS row_counts,
+           array_agg(counts ORDER BY audit_id) FILTER (WHERE counts IS NOT NULL) AS counts,
+           CASE WHEN bool_or(details IS NOT NULL) THEN array_agg(details ORDER BY audit_id) END AS details
+    FROM written
 ), sealed AS (
-    SELECT (SELECT link_id FROM link) AS link_id, s.*
-    FROM public.lifecycle_audit_seal((SELECT link_id FROM link),
-                                     (SELECT array_agg(row_hash ORDER BY audit_id) FROM written),
-                                     (SELECT min(audit_id) FROM written), (SELECT max(audit_id) FROM written)) s
+    SELECT s.* FROM hashed h, aggregated w, public.lifecycle_audit_seal(
+        h.link_id, w.row_hashes, w.first_id, w.last_id, h.statement_hash,
+        {", ".join(f"h.{field}" for field in STATEMENT_TYPES)}) s
+), statement_line AS (
+    SELECT k.link_id, s.seq, s.link_hash, s.total_records, s.merkle_root, s.sealed_at, w.records, w.first_id,
+           w.last_id, {STATEMENT_LEDGER_LINE} AS ledger_line
+    FROM hashed k, sealed s, aggregated w
 )
 {{returned}}
 """
 LINK = ("link_id", "seq", "link_hash", "total_records", "merkle_root", "sealed_at")
-LEDGER_LINE = ledger_line_sql("w", "%(audit_ledger)s::jsonb", "k")
-RECORDS = f"""SELECT w.audit_id, w.recorded_at, w.row_hash, w.customer_id, w.row_count, {LEDGER_LINE},
-       {", ".join(f"s.{c}" for c in LINK)}
-FROM written w CROSS JOIN sealed s CROSS JOIN shared k
+RECORDS = f"""SELECT w.audit_id, k.sealed_at, w.row_hash, w.customer_id, w.row_count, k.ledger_line,
+       {", ".join(f"k.{c}" for c in LINK)}
+FROM written w CROSS JOIN statement_line k
 ORDER BY w.audit_id"""
 RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count", "ledger_line", *LINK)
-SUMMED = f"""SELECT {", ".join(f"s.{c}" for c in LINK)}, count(*), min(w.audit_id), max(w.audit_id), min(w.recorded_at),
-       coalesce(string_agg({LEDGER_LINE} || E'\\n', '' ORDER BY w.audit_id), '')
-FROM written w CROSS JOIN sealed s CROSS JOIN shared k
-GROUP BY {", ".join(f"s.{c}" for c in LINK)}"""
+SUMMED = f"""SELECT {", ".join(f"k.{c}" for c in LINK)}, k.records, k.first_id, k.last_id, k.sealed_at,
+       coalesce(k.ledger_line || E'\\n', '')
+FROM statement_line k"""
 
-ONE = ("SELECT %(audit_customer_id)s::bigint AS customer_id, %(audit_row_count)s::bigint AS row_count,"
-       " '{}'::jsonb AS details")
+ONE = "SELECT %(audit_customer_id)s::bigint, %(audit_row_count)s::bigint, NULL::bigint[], NULL::jsonb"
 # A set-based change and its records in one statement: one record per customer with the
 # number of that customer's rows the change touched.
 PER_CUSTOMER = "changed AS ({change} RETURNING {owner} AS customer_id),"
-PER_CUSTOMER_ROWS = ("SELECT customer_id, count(*) AS row_count, '{}'::jsonb AS details FROM changed"
-                     " GROUP BY customer_id")
+PER_CUSTOMER_ROWS = "SELECT customer_id, count(*), NULL::bigint[], NULL::jsonb FROM changed GROUP BY customer_id"
 # Records given by the caller, in its order (the ids are drawn in it): each its customer
 # (or none), its count and its own details.
-GIVEN = ("SELECT r.customer_id, r.row_count, r.details FROM unnest(%(audit_customers)s::bigint[],"
+GIVEN = ("SELECT r.customer_id, r.row_count, NULL::bigint[], r.details FROM unnest(%(audit_customers)s::bigint[],"
          " %(audit_counts)s::bigint[], %(audit_each)s::text[]::jsonb[]) WITH ORDINALITY"
          " r(customer_id, row_count, details, n) ORDER BY r.n")
-# A purge's records from its rows per customer and table (flat arrays): one per customer,
-# its rows in all and per table.
-PER_TABLE_COUNTS = ("SELECT r.customer_id, sum(r.n) AS row_count, jsonb_build_object('tables', jsonb_object_agg("
-                    "(%(audit_tables)s::text[])[r.t], r.n)) AS details FROM unnest(%(audit_customers)s::bigint[],"
-                    " %(audit_table_numbers)s::int[], %(audit_counts)s::bigint[]) r(customer_id, t, n)"
-                    " GROUP BY r.customer_id")
+
+
+def per_table_counts(tables: int) -> str:
+    """A purge's records from its rows per customer and table (flat arrays: customer, the
+    table's number in `audit_tables`, rows; one item per customer and table at most): one
+    per customer, its rows in all and per table (0 where it had none), in customer order.
+    max, not sum: one item, and no numeric arithmetic."""
+    each = [f"coalesce(max(r.n) FILTER (WHERE r.t = {number}), 0)" for number in range(1, tables + 1)]
+    return (f"SELECT r.customer_id, {' + '.join(each)}, ARRAY[{', '.join(each)}], NULL::jsonb"
+            " FROM unnest(%(audit_customers)s::bigint[], %(audit_table_numbers)s::int[], %(audit_counts)s::bigint[])"
+            " r(customer_id, t, n) GROUP BY r.customer_id ORDER BY r.customer_id")
 
 
 def approval_details(approval: dict) -> dict:
@@ -218,7 +230,7 @@ def _values(action: Action, run: RunContext) -> dict:
     values = {**_fields(action), **_fields(run)}
     values["details"] = json.dumps(action.details, sort_keys=True)
     values["ledger"] = json.dumps(action.ledger, sort_keys=True)
-    return {f"audit_{key}": value for key, value in values.items()}
+    return {"audit_tables": None, **{f"audit_{key}": value for key, value in values.items()}}
 
 
 def _write(cur, before: str, rows: str, returned: str, params: dict) -> None:
@@ -284,9 +296,9 @@ class Written:
 def record_tables(cur, tables: dict[str, tuple[list[int], list[int]]], action: Action, run: RunContext
                   ) -> Written | None:
     """Write one record per customer of `tables` (table -> (customer ids, their rows)), its
-    rows in all as the count and per table in `details.tables`, and their link, in one
-    statement (the details and the ledger's lines built in SQL); return what was written,
-    summed: a purge batch's thousand records never become Python objects one by one."""
+    rows in all as the count and per table (the link names the tables), and their link,
+    in one statement (the ledger's line built in SQL); return what was written, summed: a
+    purge batch's thousand records never become Python objects one by one."""
     tables = {table: ids_counts for table, ids_counts in tables.items() if ids_counts[0]}
     if not tables:
         return None
@@ -294,9 +306,9 @@ def record_tables(cur, tables: dict[str, tuple[list[int], list[int]]], action: A
     customers = [customer_id for name in names for customer_id in tables[name][0]]
     numbers = [number for number, name in enumerate(names, start=1) for _ in tables[name][0]]
     counts = [count for name in names for count in tables[name][1]]
-    _write(cur, "", PER_TABLE_COUNTS, SUMMED,
+    _write(cur, "", per_table_counts(len(names)), SUMMED,
            {"audit_customers": int_array(customers), "audit_table_numbers": int_array(numbers),
-            "audit_counts": int_array(counts), "audit_tables": names, **_values(action, run)})
+            "audit_counts": int_array(counts), **_values(action, run), "audit_tables": names})
     *link, records, first_id, last_id, recorded_at, ledger = cur.fetchone()
     actions: Counter[tuple[str, str, str, bool]] = Counter(
         {(action.action, action.rule or "", name, action.dry_run): sum(tables[name][1]) for name in names})
@@ -306,7 +318,8 @@ def record_tables(cur, tables: dict[str, tuple[list[int], list[int]]], action: A
 
 def written(events: list[dict]) -> list[Written]:
     """Per-record events (what `record`, `record_each`, `record_per_customer` return),
-    summed per statement (link)."""
+    summed per statement (link); the ledger's lines once each (a statement's records
+    share theirs)."""
     by_link: dict[int, list[dict]] = {}
     for event in events:
         by_link.setdefault(event["link_id"], []).append(event)
@@ -321,7 +334,7 @@ def written(events: list[dict]) -> list[Written]:
             {key: first[key] for key in _fields(RunContext())}, {key: first[key] for key in LINK}, len(same),
             (min(e["audit_id"] for e in same), max(e["audit_id"] for e in same)), first["recorded_at"],
             frozenset(e["customer_id"] for e in same if e["customer_id"] is not None), actions,
-            "".join(e["ledger_line"] + "\n" for e in same if e["ledger_line"])))
+            "".join(line + "\n" for line in dict.fromkeys(e["ledger_line"] for e in same) if line)))
     return summed
 
 

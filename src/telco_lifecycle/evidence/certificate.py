@@ -1,8 +1,9 @@
 """Deletion certificate for one customer: every rule applied to it, when, by which run,
 how many rows, the verification result of that run (from its task logs), and the proof
-that backs each line offline: the audit record itself (its canonical text), its Merkle
-inclusion proof in its chain link, the links from there to a signed checkpoint, and
-that checkpoint. `lifecycle certificate verify FILE` checks all of it with only the
+that backs each line offline: the audit record itself (its canonical text, and the text
+of the statement it shares with the other records of its link), its Merkle inclusion
+proof in its chain link, the links from there to a signed checkpoint, and that
+checkpoint. `lifecycle certificate verify FILE` checks all of it with only the
 public key (`verify_file`); no database, no logs.
 
 Written as HTML and JSON under LIFECYCLE_REPORTS_DIR/certificates/. Nothing personal:
@@ -35,14 +36,30 @@ from telco_lifecycle.evidence.store import canonical, evidence_store
 from telco_lifecycle.report_files import private_dir, report_folder, write_report
 
 COLUMNS = ("audit_id", "recorded_at", "action", "rule", "table_name", "row_count", "as_of", "dry_run",
-           "dag_id", "run_id", "task_id", "try_number", "details", "link_id", "hash_version", "row_hash", "record")
+           "dag_id", "run_id", "task_id", "try_number", "details", "link_id", "hash_version", "row_hash", "record",
+           "statement")
+# A customer's records, each with the text its hash covers (and a version-3 record's
+# statement: what it shares with its link's other records).
 CUSTOMER_RECORDS = (f"SELECT a.audit_id, a.recorded_at, a.action, a.rule, a.table_name, a.row_count, a.as_of,"
                     f" a.dry_run, a.dag_id, a.run_id, a.task_id, a.try_number, a.details, a.link_id, a.hash_version,"
-                    f" a.row_hash, {audit.canonical_sql('a')} FROM lifecycle_audit a"
-                    f" WHERE a.customer_id = %(customer_id)s ORDER BY a.audit_id")
-LINK_LEAVES = "SELECT row_hash FROM lifecycle_audit WHERE link_id = %(link_id)s ORDER BY audit_id"
-FIELDS_IN_RECORD = {"audit_id": 1, "action": 3, "rule": 4, "customer_id": 5, "table_name": 6, "row_count": 7,
-                    "dry_run": 9, "dag_id": 10, "run_id": 11}
+                    f" a.row_hash,"
+                    f" coalesce({audit.record_text_sql('r', 'l.statement_hash')}, {audit.v2_text_sql('o')}),"
+                    f" CASE WHEN r.audit_id IS NOT NULL THEN {audit.statement_text_sql('l')} END"
+                    " FROM lifecycle_audit a"
+                    " LEFT JOIN lifecycle_audit_record r ON a.hash_version = 3 AND r.audit_id = a.audit_id"
+                    " LEFT JOIN lifecycle_audit_link l ON l.link_id = r.link_id"
+                    " LEFT JOIN lifecycle_audit_before_v3 o ON a.hash_version = 2 AND o.audit_id = a.audit_id"
+                    " WHERE a.customer_id = %(customer_id)s ORDER BY a.audit_id")
+LINK_LEAVES = ("SELECT audit_id, row_hash FROM lifecycle_audit_before_v3 WHERE link_id = %(link_id)s UNION ALL"
+               " SELECT audit_id, row_hash FROM lifecycle_audit_record WHERE link_id = %(link_id)s"
+               " AND audit_id BETWEEN %(first)s AND %(last)s ORDER BY audit_id")
+# Where a line's fields stand in the texts that back it (a version-2 record; a version-3
+# record and its statement).
+V2_FIELDS = {"audit_id": 1, "action": 3, "rule": 4, "customer_id": 5, "table_name": 6, "row_count": 7,
+             "dry_run": 9, "dag_id": 10, "run_id": 11}
+RECORD_FIELDS = {field: 1 + audit.RECORD_FIELDS.index(field) for field in ("audit_id", "customer_id", "row_count")}
+STATEMENT_FIELDS = {field: 1 + audit.STATEMENT_FIELDS.index(field)
+                    for field in ("link_id", "action", "rule", "table_name", "dry_run", "dag_id", "run_id")}
 
 
 def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None = None) -> dict:
@@ -56,7 +73,7 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
         if not actions:
             require_customer(cur, customer_id)  # raises for an unknown customer
         cur.execute(LINKS)
-        links = {link.link_id: link for link in (Link(*row) for row in cur.fetchall())}
+        links = {link.link_id: link for link in (Link(*row[:-1]) for row in cur.fetchall())}
         by_seq = {link.seq: link for link in links.values()}
         for action in actions:
             action["proof"] = _proof(cur, action, links, by_seq, signed)
@@ -94,10 +111,10 @@ def build_certificate(conn, customer_id: int, source=None, out_dir: Path | None 
 def _proof(cur, action: dict, links: dict, by_seq: dict, signed: list[dict]) -> dict | None:
     """The record's inclusion proof, the links up to the first checkpoint covering it, and that checkpoint."""
     link = links.get(action["link_id"])
-    if action["hash_version"] != audit.HASH_VERSION or link is None:
+    if action["hash_version"] == 1 or link is None:
         return None  # a version-1 record: backed by the version-1 chain (lifecycle audit verify)
-    cur.execute(LINK_LEAVES, {"link_id": link.link_id})
-    leaves = [row[0] for row in cur.fetchall()]
+    cur.execute(LINK_LEAVES, {"link_id": link.link_id, "first": link.first_audit_id, "last": link.last_audit_id})
+    leaves = [row[1] for row in cur.fetchall()]
     covering = next((c for c in signed if c.get("seq", 0) >= link.seq and c.get("kind") == checkpoints.KIND), None)
     if covering is None or action["row_hash"] not in leaves:
         return None
@@ -118,14 +135,10 @@ def check(certificate: dict, public_key) -> list[str]:
         if not proof:
             problems.append(f"{where}: no proof (a version-1 record or no checkpoint covers it)")
             continue
-        record = json.loads(action["record"])
-        if hashlib.sha256(action["record"].encode("utf-8")).hexdigest() != action["row_hash"]:
+        if _sha256(action["record"]) != action["row_hash"]:
             problems.append(f"{where}: the record does not give its hash")
-        shown = {**action, "customer_id": customer}
-        wrong = [f for f, i in FIELDS_IN_RECORD.items() if record[i] != shown[f]]
-        if wrong:
-            problems.append(f"{where}: the line says other {', '.join(wrong)} than the record")
         path = [Link(**link) for link in proof["links"]]
+        problems += [f"{where}: {problem}" for problem in _fields_backed(action, customer, path[0])]
         if merkle.root_from_proof(action["row_hash"], proof["merkle_path"]) != path[0].merkle_root:
             problems.append(f"{where}: its inclusion proof does not lead to its link's Merkle root")
         for before, after in zip(path, path[1:] + [None], strict=True):
@@ -138,6 +151,29 @@ def check(certificate: dict, public_key) -> list[str]:
             problems.append(f"{where}: the checkpoint signs another link than the proof ends at")
         elif not signing.verify(public_key, canonical(body), signed.get("signature", "")):
             problems.append(f"{where}: the checkpoint's signature does not verify with the public key")
+    return problems
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fields_backed(action: dict, customer: int, link: Link) -> list[str]:
+    """Does the line say what its texts say (a version-3 record: its own and its
+    statement's, which its link's hash covers)? The problems."""
+    shown = {**action, "customer_id": customer}
+    record = json.loads(action["record"])
+    if action.get("statement") is None:  # a version-2 record: one text
+        wrong = [field for field, i in V2_FIELDS.items() if record[i] != shown[field]]
+        return [f"the line says other {', '.join(wrong)} than the record"] if wrong else []
+    statement = json.loads(action["statement"])
+    problems = []
+    if not record[-1] == _sha256(action["statement"]) == link.statement_hash:
+        problems.append("the statement does not give the hash its record and its link name")
+    wrong = ([field for field, i in RECORD_FIELDS.items() if record[i] != shown[field]]
+             + [field for field, i in STATEMENT_FIELDS.items() if statement[i] != shown[field]])
+    if wrong:
+        problems.append(f"the line says other {', '.join(wrong)} than the record and its statement")
     return problems
 
 

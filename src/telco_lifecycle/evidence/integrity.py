@@ -2,11 +2,13 @@
 
 Everything is recomputed here, in Python, from the rows' own columns (their canonical
 text is rendered by PostgreSQL built-ins only, so no function the database owner could
-replace takes part): each record's hash, each link's Merkle root, count and hash, the
-chain of links, and then every checkpoint with the public key. What it names:
+replace takes part): each record's hash, each link's statement hash (what its records
+share), Merkle root, count and hash, the chain of links, and then every checkpoint with
+the public key. What it names:
 
 * a changed row (its content no longer gives its hash), or a changed and re-hashed row
-  (its link's Merkle root no longer matches);
+  (its link's Merkle root no longer matches); a changed statement (the link's shared
+  fields no longer give its statement hash);
 * a deleted (or added) row: its link's record count or root no longer matches;
 * a deleted link, a broken link chain, a head that does not match the last link;
 * a truncated tail: a checkpoint signs a link the database no longer has;
@@ -29,11 +31,18 @@ V1_TEXT = ("concat_ws('|', a.audit_id, " + UTC_TEXT.format("a.recorded_at") + ",
            " coalesce(a.customer_id::text, ''), coalesce(a.table_name, ''), a.row_count, coalesce(a.as_of::text, ''),"
            " a.dry_run, coalesce(a.dag_id, ''), coalesce(a.run_id, ''), coalesce(a.task_id, ''),"
            " coalesce(a.try_number::text, ''), a.details::text, a.prev_hash)")
+# Every record with the text its hash covers (a version-3 record's with its link's
+# statement hash: none when the link is gone), by link and id.
 RECORDS = (f"SELECT a.audit_id, coalesce(a.link_id, 0), a.hash_version, a.row_hash, a.prev_hash,"
-           f" CASE WHEN a.hash_version = 1 THEN {V1_TEXT} ELSE {audit.canonical_sql('a')} END"
-           f" FROM lifecycle_audit a ORDER BY coalesce(a.link_id, 0), a.audit_id")
+           f" CASE WHEN a.hash_version = 1 THEN {V1_TEXT} ELSE {audit.v2_text_sql('a')} END"
+           f" FROM lifecycle_audit_before_v3 a UNION ALL"
+           f" SELECT r.audit_id, r.link_id, 3, r.row_hash, '', {audit.record_text_sql('r', 'l.statement_hash')}"
+           f" FROM lifecycle_audit_record r LEFT JOIN lifecycle_audit_link l ON l.link_id = r.link_id ORDER BY 2, 1")
+# Every link (Link's fields), and its statement's text (version 3).
 LINKS = ("SELECT seq, link_id, prev_hash, merkle_root, record_count, first_audit_id, last_audit_id,"
-         f" total_records, {UTC_TEXT.format('sealed_at')}, link_hash FROM lifecycle_audit_link ORDER BY seq")
+         f" total_records, {UTC_TEXT.format('sealed_at')}, link_hash, statement_hash,"
+         f" CASE WHEN statement_hash IS NOT NULL THEN {audit.statement_text_sql('l')} END"
+         " FROM lifecycle_audit_link l ORDER BY seq")
 GENESIS = "0" * 64
 
 
@@ -49,12 +58,12 @@ class Link:
     total_records: int
     sealed_at: str
     link_hash: str
+    statement_hash: str | None = None  # version 3: the hash of what its records share
 
     def recomputed_hash(self) -> str:
-        text = "|".join(str(v) for v in ("link", self.seq, self.link_id, self.prev_hash, self.merkle_root,
-                                         self.record_count, self.first_audit_id, self.last_audit_id,
-                                         self.total_records, self.sealed_at))
-        return sha256(text)
+        fields = ("link", self.seq, self.link_id, self.prev_hash, self.merkle_root, self.record_count,
+                  self.first_audit_id, self.last_audit_id, self.total_records, self.sealed_at, self.statement_hash)
+        return sha256("|".join(str(v) for v in fields if v is not None))
 
 
 def sha256(text: str) -> str:
@@ -67,12 +76,13 @@ def verify(conn, store: EvidenceStore | None = None, public_key: str | None = No
     findings: list[str] = []
     with conn.cursor() as cur:
         cur.execute(LINKS)
-        links = [Link(*row) for row in cur.fetchall()]
+        rows = cur.fetchall()
         cur.execute("SELECT seq, link_hash, total_records FROM lifecycle_audit_head")
         head = cur.fetchone()
+    links = [Link(*row[:-1]) for row in rows]
     by_id = {link.link_id: link for link in links}
     records = _check_records(conn, by_id, findings)
-    _check_links(links, head, findings)
+    _check_links(links, [row[-1] for row in rows], head, findings)
     checkpoints = store.checkpoints()
     _check_checkpoints(checkpoints, links, findings, signing.public_key(public_key))
     conn.rollback()
@@ -127,7 +137,10 @@ def _check_records(conn, by_id: dict[int, Link], findings: list[str]) -> int:  #
                 group_id, leaves, ids = link_id, [], []
             leaves.append(row_hash)
             ids.append(audit_id)
-            if sha256(text) != row_hash:
+            if text is None:  # a version-3 record of a link that is gone, or has no statement
+                if link_id in by_id:
+                    findings.append(f"audit row {audit_id} was moved: link {by_id[link_id].seq} has no statement")
+            elif sha256(text) != row_hash:
                 findings.append(f"audit row {audit_id} was changed: its content does not give its hash")
             if version == 1:
                 if prev_hash != previous_v1:
@@ -142,15 +155,19 @@ def _check_records(conn, by_id: dict[int, Link], findings: list[str]) -> int:  #
     return count
 
 
-def _check_links(links: list[Link], head, findings: list[str]) -> None:
+def _check_links(links: list[Link], statements: list[str | None], head, findings: list[str]) -> None:
+    """The chain of links, each link's own hash and its statement's (`statements`: their texts)."""
     previous, total = GENESIS, 0
-    for expected, link in enumerate(links, start=1):
+    for expected, (link, statement) in enumerate(zip(links, statements, strict=True), start=1):
         if link.seq != expected:
             findings.append(f"chain link(s) {expected}..{link.seq - 1} are missing: deleted links")
         if link.prev_hash != previous:
             findings.append(f"link {link.seq} does not follow the link before it (previous hash differs)")
         if link.recomputed_hash() != link.link_hash:
             findings.append(f"link {link.seq} was changed: its fields do not give its hash")
+        if statement is not None and sha256(statement) != link.statement_hash:
+            findings.append(f"link {link.seq}'s statement (what its records share: action, rule, run, details) was"
+                            " changed: it does not give its hash")
         total += link.record_count
         if link.total_records != total:
             findings.append(f"link {link.seq} counts {link.total_records} records in the chain, the links"

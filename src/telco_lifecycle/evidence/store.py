@@ -93,7 +93,8 @@ class EvidenceStore:
 
     def append_ledger(self, lines: str) -> None:
         """Append committed entries (JSON lines, each ending in a newline: the database
-        builds them, `audit.ledger_line_sql`) to this process's segment, in one write."""
+        builds them, one per statement, `audit.STATEMENT_LEDGER_LINE`) to this process's
+        segment, in one write."""
         if not lines:
             return
         self._ensure()
@@ -112,8 +113,9 @@ class EvidenceStore:
         return fd
 
     def ledger(self, appended_since: float | None = None) -> Iterator[dict]:
-        """Every entry: segment by segment in creation order, each in append order (a line
-        cut short by a crash while it was written is skipped). With `appended_since` (a
+        """Every entry, one per record: segment by segment in creation order, each in
+        append order (a line cut short by a crash while it was written is skipped; a
+        statement's line gives its records in id order). With `appended_since` (a
         time.time()), only the segments appended to at or after it."""
         if not self.ledger_dir.is_dir():
             return
@@ -123,7 +125,7 @@ class EvidenceStore:
             with path.open(encoding="utf-8") as lines:
                 for line in lines:
                     if line.endswith("\n"):
-                        yield json.loads(line)
+                        yield from ledger_entries(json.loads(line))
 
     # --- signed checkpoints --------------------------------------------------------
 
@@ -162,6 +164,38 @@ class EvidenceStore:
             document["_file"] = path.name
             found.append(document)
         return sorted(found, key=lambda d: d.get("sequence", 0))
+
+
+# What a restore's reconciliation needs to do an action again (rules/restore.py), in its
+# ledger entry: the end date an offboarding set (and the one an approved back-dating
+# replaced), the hold's id; the case a hold belongs to is free text, so it reaches the
+# ledger only (`audit.Action.ledger`), never the trail.
+REPLAY_DETAILS = ("relationship_ended_on", "provisional_end", "legal_hold_id")
+# A statement's line: what its records share, and per record these lists, in id order.
+STATEMENT_LISTS = ("audit_ids", "row_hashes", "customer_ids", "row_counts")
+
+
+def ledger_entries(line: dict) -> Iterator[dict]:
+    """The entries of one ledger line, one per record, as a record's own line (written
+    before migration 0031) gives it: its id and hash, action, rule, customer, rows per
+    table, as_of, run, partition, time, and what a replay needs."""
+    if "audit_ids" not in line:  # one record's line
+        yield line
+        return
+    shared = {**{key: value for key, value in line.items()
+                 if key not in (*STATEMENT_LISTS, "counts", "details", "tables", "table_name", "link_id", "shared")},
+              **line["shared"]}
+    tables, counts, details = line["tables"], line["counts"], line["details"]
+    for i, (audit_id, row_hash, customer_id, row_count) in enumerate(zip(*(line[k] for k in STATEMENT_LISTS),
+                                                                          strict=True)):
+        own = (details[i] if details else None) or {}
+        if tables:
+            per_table = {table: n for table, n in zip(tables, counts[i], strict=True) if n}
+        else:
+            per_table = {line["table_name"]: row_count} if line["table_name"] else {}
+        yield {**shared, "audit_id": audit_id, "row_hash": row_hash, "customer_id": customer_id,
+               "tables": per_table, "partition": own.get("partition"),
+               **{key: value for key, value in own.items() if key in REPLAY_DETAILS}}
 
 
 def checkpoint_hash(checkpoint: dict) -> str:

@@ -230,10 +230,12 @@ def check_year_ends(cur, s: Scope) -> None:
     records the old one (`earlier_fiscal_year_ends`): both must be honoured."""
     if s.rule.clock != "fiscal_year_end":
         return
-    cur.execute("SELECT details->'fiscal_year_ends' FROM lifecycle_audit WHERE rule = %(rule)s"
-                " AND details ? 'fiscal_year_ends' ORDER BY audit_id DESC LIMIT 1", s.params)
-    row = cur.fetchone()
-    recorded, now = (row[0] if row else None), s.policy.year_ends_record()
+    # The statements' (their links', migration 0031) before the records written until then.
+    cur.execute("SELECT coalesce((SELECT details->'fiscal_year_ends' FROM lifecycle_audit_link WHERE rule = %(rule)s"
+                " AND details ? 'fiscal_year_ends' ORDER BY seq DESC LIMIT 1),"
+                " (SELECT details->'fiscal_year_ends' FROM lifecycle_audit_before_v3 WHERE rule = %(rule)s"
+                " AND details ? 'fiscal_year_ends' ORDER BY audit_id DESC LIMIT 1))", s.params)
+    recorded, now = cur.fetchone()[0], s.policy.year_ends_record()
     if recorded and (recorded[:-1] != now[:len(recorded) - 1] or len(now) < len(recorded)
                      or now[len(recorded) - 1][0] != recorded[-1][0]):
         raise RetentionRefused(
