@@ -52,13 +52,12 @@ class Action:
     as_of: dt.date | None = None
     dry_run: bool = False
     details: dict = dataclasses.field(default_factory=dict)
-    ledger: dict = dataclasses.field(default_factory=dict)  # the ledger's only, never the trail (ledger_line_sql)
+    ledger: dict = dataclasses.field(default_factory=dict)  # the ledger's only, never the trail (its `shared`)
 
 
 # Hash version 3 (migration 0031): a statement's records share their chain link, which
 # holds the fields they share (the statement) and the hash of its canonical text; a
 # record holds its own fields, and its text ends with the statement's hash.
-HASH_VERSION = 3
 STATEMENT_TYPES = {"action": "text", "rule": "text", "table_name": "text", "tables": "text[]", "as_of": "date",
                    "dry_run": "boolean", "dag_id": "text", "run_id": "text", "task_id": "text",
                    "try_number": "integer", "details": "jsonb"}

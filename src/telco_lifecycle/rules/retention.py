@@ -111,12 +111,14 @@ class Scope:
         own = f"t.{item.own_clock}"
         return f"(CASE WHEN {own} IS NOT NULL THEN {self.ended(own)} ELSE {ended} END)"
 
-    def rows(self, item: DataItem, owners: str, customer: str | None = None) -> tuple[str, str, str]:
+    def rows(self, item: DataItem, owners: str, customer: str | None = None, units_joined: bool = False
+             ) -> tuple[str, str, str]:
         """The due rows of `item.table` (alias `t`) whose customer satisfies `<owner>
         <owners>` (for example `= c.customer_id` or `IN (SELECT ...)`; `customer`: the
         alias of that customer's row, where the statement has it), as (the table it
         reaches its customer through or "", the condition, the owner expression). The
-        customer's own clock (customer_clock) is checked by the caller."""
+        customer's own clock (customer_clock) is checked by the caller. `units_joined`:
+        the statement joins the rows' unit dates (`units_join`) instead of probing them."""
         column = item.subject.column
         if item.subject.via:  # reaches its customer through another table (alias `v`)
             joined, owner = f"{item.subject.via} v", "v.customer_id"
@@ -128,7 +130,10 @@ class Scope:
             condition += f" AND {_own_date_due(item, 't')}"
         if item.fiscal_year_label:
             condition += f" AND t.{item.fiscal_year_label} <= %(due_fiscal_year)s"
-        if item.unit_key:
+        if item.unit_key and units_joined:
+            condition += (f" AND (t.{item.unit_key} IS NULL OR (u.{item.unit_key} IS NOT NULL"
+                          f" AND NOT {self.unit_not_due('u')}))")
+        elif item.unit_key:
             condition += f" AND NOT {self.unit_open(f't.{item.unit_key}')}"
         if any(i.own_clock for i in self.rule.data):
             condition += f" AND {self.row_clock(item, owner, customer)}"
@@ -166,10 +171,31 @@ class Scope:
         return f"EXISTS (SELECT 1 FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition})"
 
     def due_customers_sql(self) -> str:
-        """Customers with something due under this rule, held or not."""
+        """Customers with something due under this rule, held or not. A relationship clock
+        finds its candidates through the index on the relationship's end and probes their
+        rows; a fiscal-year rule dates every row, so every customer is a candidate: the
+        due rows' owners are found table by table, set-based, each row's unit dates joined
+        (the planner hashes them, where a probe per row cost 3 us: 4 of 5 s at 10M CDRs)."""
+        if self.rule.clock == "fiscal_year_end":
+            owners = " UNION ".join(self.due_owners_sql(item) for item in self.rule.data)
+            return (f"SELECT c.customer_id, {on_hold_sql('c.customer_id')} FROM customers c"
+                    f" WHERE c.customer_id IN ({owners})")
         anything = " OR ".join(self.exists_due(item) for item in self.rule.data)
         return (f"SELECT c.customer_id, {on_hold_sql('c.customer_id')} FROM customers c"
                 f" WHERE {self.customer_clock()} AND ({anything})")
+
+    def due_owners_sql(self, item: DataItem) -> str:
+        """The owners of `item`'s due rows (any customer)."""
+        tables, condition, owner = self.selected(item, "IS NOT NULL")
+        return f"SELECT {owner} FROM {tables} WHERE {condition}"
+
+    def selected(self, item: DataItem, owners: str) -> tuple[str, str, str]:
+        """For a SELECT, the due rows of `item` as `rows` gives them (its FROM list, the
+        condition, the owner expression), each row's unit dates joined (LEFT JOIN: the
+        planner hashes them, where the probe per row of `unit_open` costs 3 us)."""
+        joined, condition, owner = self.rows(item, owners, units_joined=True)
+        units = f" LEFT JOIN {UNIT_DATES} u ON u.{item.unit_key} = t.{item.unit_key}" if item.unit_key else ""
+        return f"{item.table} t{units}{', ' + joined if joined else ''}", condition, owner
 
     def releasable(self, batch: bool = True) -> str:
         """The customers (of the batch %(batch)s, or all) whose clock has run out and who
@@ -260,9 +286,8 @@ def plan(conn, rule_id: str, as_of: dt.date, policy: Policy | None = None) -> di
         check_year_ends(cur, s)
         every_customer = s.releasable(batch=False)
         for item in s.rule.data:
-            joined, condition, _ = s.rows(item, every_customer)
-            cur.execute(f"SELECT count(*) FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition}",
-                        params)
+            tables, condition, _ = s.selected(item, every_customer)
+            cur.execute(f"SELECT count(*) FROM {tables} WHERE {condition}", params)
             due[item.table] = cur.fetchone()[0]
         cur.execute(f"SELECT count(*), count(*) FILTER (WHERE on_hold) FROM ({s.due_customers_sql()}) d(id, on_hold)",
                     params)
