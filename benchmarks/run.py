@@ -132,15 +132,18 @@ def in_task_process(action, log_path: Path):
 
 
 def project_purge(url: str, rule_id: str) -> dict:
-    """The DAG's purge task minus the scheduler: `retention.purge` on its own connection."""
+    """The DAG's purge task minus the scheduler: `retention.purge` on its own connection,
+    then what every lifecycle task does at its end (its last checkpoint, the ledger's fsync)."""
     from telco_lifecycle.database import connect
     from telco_lifecycle.rules.retention import purge
+    from telco_lifecycle.workflows.alerts import flush_evidence
 
     conn = connect(url)
     try:
         result = purge(conn, rule_id, ANCHOR, bench_run())
     finally:
         conn.close()
+    flush_evidence()
     return {"rows": sum(result["removed"].values()), "customers": result["customers_purged"]}
 
 
@@ -279,11 +282,14 @@ def partition_drop(server: Server, template: str, repeat: int, log_dir: Path) ->
                                            accounting.params)}  # name: (name, first day)
 
     def product(url, names):
+        from telco_lifecycle.workflows.alerts import flush_evidence
+
         conn = connect(url)
         try:
             return _drop_partitions(conn, accounting, [bounds[name] for name in names], bench_run())
         finally:
             conn.close()
+            flush_evidence()
 
     def bare(url, names):
         from benchmarks.limits import partition_statements

@@ -37,7 +37,10 @@ from telco_lifecycle.settings import TIMEZONE, read_sql
 
 log = logging.getLogger("telco_lifecycle.rules.retention")
 
-BATCH_SIZE = 1000  # customers per batch, and per transaction
+# Customers per batch, and per transaction: each commit waits for its WAL to reach disk
+# (12 ms a batch of crm at 10M CDRs), and each batch pays a few statements and their plans;
+# a batch holds its customers' row locks for its second or two.
+BATCH_SIZE = 10_000
 MONTHS_PER_TRANSACTION = 12  # CDR months dropped per transaction
 
 
