@@ -121,7 +121,7 @@ class Scope:
         alias of that customer's row, where the statement has it), as (the table it
         reaches its customer through or "", the condition, the owner expression). The
         customer's own clock (customer_clock) is checked by the caller. `units_joined`:
-        the statement joins the rows' unit dates (`units_join`) instead of probing them."""
+        the statement joins each row's unit dates as `u` (`selected`) instead of probing them."""
         column = item.subject.column
         if item.subject.via:  # reaches its customer through another table (alias `v`)
             joined, owner = f"{item.subject.via} v", "v.customer_id"
