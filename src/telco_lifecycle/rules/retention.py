@@ -323,10 +323,11 @@ def _billed_on_kept_units(cur, s: Scope, params: dict, months: list[dt.date]) ->
     """Which of `months` (their first days) hold a CDR of an accounting unit not yet due?
     Each month's latest unit dates (MONTH_UNIT_DATES: one row a month, not its invoices),
     read for all of them in one statement. A month without that row holds no billed CDR,
-    unless its rows came round the triggers (migration 0028 refuses that): then one probe
-    of that month's billed-CDR index (its own statement, so that only its partition is
-    planned) finds one, and the month is kept, as a unit without dates is: never let go
-    early."""
+    unless its rows came round the triggers (migration 0028 refuses that): then a probe
+    of that month's billed-CDR index finds one, and the month is kept, as a unit without
+    dates is: never let go early. The months without the row are probed in one statement
+    (one plan of cdrs's partitions: 17 ms, where a statement a month cost 7 ms each at 10M
+    CDRs), its live rows only: the held ones are aside, not dropped with the month."""
     if not months or not any(item.unit_key for item in s.rule.data):
         return set()
     cur.execute(f"SELECT m.month, u.month IS NOT NULL, {s.unit_not_due('u')} FROM unnest(%(months)s::date[]) m(month)"
@@ -337,13 +338,12 @@ def _billed_on_kept_units(cur, s: Scope, params: dict, months: list[dt.date]) ->
             kept.add(month)
         elif not dated:
             undated.append(month)
-    for month in undated:
-        cur.execute("SELECT EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id IS NOT NULL"
-                    " AND r.started_at >= lifecycle_month_start(%(month)s)"
-                    " AND r.started_at < lifecycle_month_start((%(month)s + interval '1 month')::date))",
-                    {"month": month})
-        if cur.fetchone()[0]:
-            kept.add(month)
+    if undated:
+        cur.execute("SELECT m.month FROM unnest(%(months)s::date[]) m(month) WHERE EXISTS (SELECT 1 FROM cdrs r"
+                    " WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at >= lifecycle_month_start(m.month)"
+                    " AND r.started_at < lifecycle_month_start((m.month + interval '1 month')::date))",
+                    {"months": undated})
+        kept.update(month for (month,) in cur.fetchall())
     return kept
 
 
