@@ -171,7 +171,9 @@ class EvidenceStore:
 # replaced), the hold's id; the case a hold belongs to is free text, so it reaches the
 # ledger only (`audit.Action.ledger`), never the trail.
 REPLAY_DETAILS = ("relationship_ended_on", "provisional_end", "legal_hold_id")
-# A statement's line: what its records share, and per record these lists, in id order.
+# A statement's line: what its records share (and its `shared` object), and per record
+# these lists, in id order (and its `tables` with each record's `counts`, its `details`).
+STATEMENT_SHARED = ("action", "rule", "as_of", "dag_id", "run_id", "recorded_at")
 STATEMENT_LISTS = ("audit_ids", "row_hashes", "customer_ids", "row_counts")
 
 
@@ -182,9 +184,7 @@ def ledger_entries(line: dict) -> Iterator[dict]:
     if "audit_ids" not in line:  # one record's line
         yield line
         return
-    shared = {**{key: value for key, value in line.items()
-                 if key not in (*STATEMENT_LISTS, "counts", "details", "tables", "table_name", "link_id", "shared")},
-              **line["shared"]}
+    shared = {**{key: line[key] for key in STATEMENT_SHARED}, **line["shared"]}
     tables, counts, details = line["tables"], line["counts"], line["details"]
     for i, (audit_id, row_hash, customer_id, row_count) in enumerate(zip(*(line[k] for k in STATEMENT_LISTS),
                                                                           strict=True)):
