@@ -24,9 +24,12 @@ DUE_UNITS = """SELECT i.invoice_id, i.customer_id FROM invoices i
       AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.invoice_id AND p.paid_on > %(due_end)s)
       AND NOT EXISTS (SELECT 1 FROM cdrs r WHERE r.invoice_id = i.invoice_id AND r.started_at >= %(fiscal_cutoff)s)"""
 # A CDR month wholly before the cutoff may still hold a CDR billed on a unit that is kept:
-# then the month stays (its due rows go with their customers).
-MONTH_DROPPABLE = f"""SELECT NOT EXISTS (SELECT 1 FROM {{month}} r WHERE r.invoice_id IS NOT NULL
-    AND r.invoice_id NOT IN (SELECT invoice_id FROM ({DUE_UNITS}) u))"""
+# then the month stays (its due rows go with their customers). The first days of those
+# months, in one statement (an anti-join of the billed live CDRs with the due units).
+MONTHS_KEPT = f"""WITH due AS MATERIALIZED ({DUE_UNITS})
+SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE 'Europe/Copenhagen')::date
+FROM cdrs r LEFT JOIN due d ON d.invoice_id = r.invoice_id
+WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at < %(fiscal_cutoff)s AND d.invoice_id IS NULL"""
 
 # Per rule: the due customers (into bench_due), then the deletions, in FK order.
 RULES = {

@@ -194,15 +194,16 @@ def run_limit(url: str, rule_id: str, months: list[str], evidence: bool) -> None
 def expired_months(url: str, rule_id: str) -> list[str]:
     """The CDR months the rule's purge drops at ANCHOR (none for a rule without CDRs):
     wholly before the cutoff, and none of their CDRs billed on a unit that is kept."""
-    from benchmarks.limits import MONTH_DROPPABLE
+    from benchmarks.limits import MONTHS_KEPT
     from telco_lifecycle.rules.retention import scope
     from telco_lifecycle.settings import read_sql
 
     s = scope(rule_id, ANCHOR)
     if "cdrs" not in s.rule.tables:
         return []
-    months = [row[0] for row in query(url, read_sql("retention/expired_cdr_partitions.sql"), s.params)]
-    return [month for month in months if query(url, MONTH_DROPPABLE.format(month=month), s.params)[0][0]]
+    kept = {row[0] for row in query(url, MONTHS_KEPT, s.params)}
+    return [name for name, first_day in query(url, read_sql("retention/expired_cdr_partitions.sql"), s.params)
+            if first_day not in kept]
 
 
 PURGE_VARIANTS = ("purge", "limit_evidence", "limit")
