@@ -63,6 +63,11 @@ TARGETS = {
     "purge_peak_rss_mb": 300,
     "purge_rss_growth": 1.3,
 }
+# A purge this much faster than its limit shows that the limit is not the best SQL for
+# those rows at that size (it was written for the default sizes), not that the purge
+# meets its target: such a figure is reported as not met, with the reason.
+LIMIT_SLOWER_BELOW = 0.8
+LIMIT_SLOWER = "inconclusive: the limit is slower than the purge, so it is not the best SQL here"
 EMPTY_DAG = '''"""An empty DAG: the parse-time baseline."""
 from airflow.sdk import dag, task
 
@@ -546,16 +551,18 @@ def targets(results: dict) -> list[dict]:
     """Each target: name, measured, target, met."""
     rows = []
 
-    def add(name: str, figure, limit):
+    def add(name: str, figure, limit, inconclusive: bool = False):
         rows.append({"name": name, "measured": figure, "target": f"<= {limit}",
-                     "met": None if figure is None else figure <= limit})
+                     "met": None if figure is None else figure <= limit and not inconclusive,
+                     **({"note": LIMIT_SLOWER} if inconclusive else {})})
     scales = results["scales"]
     for scale in scales:
         label = scale["label"]
         for rule, f in scale["purge_vs_limit"].items():
+            slower = f["ratio"] is not None and f["ratio"] < LIMIT_SLOWER_BELOW
             add(f"{label}: purge / limit with evidence, {rule}", f["ratio_vs_evidence"],
-                TARGETS["purge_vs_limit_evidence"])
-            add(f"{label}: purge / bare limit, {rule}", f["ratio"], TARGETS["purge_vs_limit"])
+                TARGETS["purge_vs_limit_evidence"], slower)
+            add(f"{label}: purge / bare limit, {rule}", f["ratio"], TARGETS["purge_vs_limit"], slower)
         p = scale["partition_drop"]
         add(f"{label}: drop of the largest expired CDR month ({p['month_rows']} rows) / bare DETACH + DROP",
             p["ratio"], TARGETS["partition_drop_vs_bare"])
@@ -607,7 +614,7 @@ def markdown(results: dict) -> str:
                                     for s in results["scales"]) + f"; median of {results['repeat']} run(s).", "",
               "| Figure | Measured | Target | Met |", "|---|---|---|---|"]
     for t in results["targets"]:
-        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]] + (f" ({t['note']})" if "note" in t else "")
         lines.append(f"| {t['name']} | {t['measured']} | {t['target']} | {met} |")
     lines += ["", "## Purge against the limits", "",
               "Each timed run in a process forked from the harness with Airflow's task logging configured as in a "
