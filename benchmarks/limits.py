@@ -13,6 +13,8 @@ due customer and rule into a table without triggers (no chain, no per-row hashin
 
 from __future__ import annotations
 
+from telco_lifecycle.settings import TIMEZONE
+
 HELD = "EXISTS (SELECT 1 FROM legal_holds h WHERE h.customer_id = {0} AND h.released_on IS NULL)"
 CLOCK = ("c.relationship_ended_on <= %(ended_by)s"
          " AND c.relationship_ended_on + make_interval(years => %(period_years)s) <= %(as_of)s")
@@ -27,7 +29,7 @@ DUE_UNITS = """SELECT i.invoice_id, i.customer_id FROM invoices i
 # then the month stays (its due rows go with their customers). The first days of those
 # months, in one statement (an anti-join of the billed live CDRs with the due units).
 MONTHS_KEPT = f"""WITH due AS MATERIALIZED ({DUE_UNITS})
-SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE 'Europe/Copenhagen')::date
+SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE '{TIMEZONE}')::date
 FROM cdrs r LEFT JOIN due d ON d.invoice_id = r.invoice_id
 WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at < %(fiscal_cutoff)s AND d.invoice_id IS NULL"""
 
