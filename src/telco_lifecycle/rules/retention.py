@@ -100,10 +100,11 @@ class Scope:
         """The relationship end `end` (a date expression) is past the rule's period."""
         return f"({end} <= %(ended_by)s AND {end} + make_interval(years => %(period_years)s) <= %(as_of)s)"
 
-    def row_clock(self, item: DataItem, owner: str, customer: str | None = None) -> str:
+    def row_clock(self, item: DataItem, owner: str, customer: str | None = None, row: str = "t") -> str:
         """In a rule with rows on their own clock (`own_clock`, a returned customer's earlier
-        contracts), each row's clock: its own end, else its customer's (`owner`; or the
-        customer row `customer` itself, an alias, where the statement already has it)."""
+        contracts), each row's clock (the row's alias `row`): its own end, else its
+        customer's (`owner`; or the customer row `customer` itself, an alias, where the
+        statement already has it)."""
         if customer:
             ended = self.ended(f"{customer}.relationship_ended_on")
         else:
@@ -111,12 +112,12 @@ class Scope:
                      f" AND {self.ended('w.relationship_ended_on')})")
         if not item.own_clock:
             return ended
-        own = f"t.{item.own_clock}"
+        own = f"{row}.{item.own_clock}"
         return f"(CASE WHEN {own} IS NOT NULL THEN {self.ended(own)} ELSE {ended} END)"
 
-    def rows(self, item: DataItem, owners: str, customer: str | None = None, units_joined: bool = False
-             ) -> tuple[str, str, str]:
-        """The due rows of `item.table` (alias `t`) whose customer satisfies `<owner>
+    def rows(self, item: DataItem, owners: str, customer: str | None = None, units_joined: bool = False,
+             row: str = "t") -> tuple[str, str, str]:
+        """The due rows of `item.table` (alias `row`) whose customer satisfies `<owner>
         <owners>` (for example `= c.customer_id` or `IN (SELECT ...)`; `customer`: the
         alias of that customer's row, where the statement has it), as (the table it
         reaches its customer through or "", the condition, the owner expression). The
@@ -125,23 +126,24 @@ class Scope:
         column = item.subject.column
         if item.subject.via:  # reaches its customer through another table (alias `v`)
             joined, owner = f"{item.subject.via} v", "v.customer_id"
-            condition = f"t.{column} = v.{column} AND {owner} {owners}"
+            condition = f"{row}.{column} = v.{column} AND {owner} {owners}"
         else:
-            joined, owner = "", f"t.{column}"
+            joined, owner = "", f"{row}.{column}"
             condition = f"{owner} {owners}"
         if item.dated_by:
-            condition += f" AND {_own_date_due(item, 't')}"
+            condition += f" AND {_own_date_due(item, row)}"
         if item.fiscal_year_label:
-            condition += f" AND t.{item.fiscal_year_label} <= %(due_fiscal_year)s"
+            condition += f" AND {row}.{item.fiscal_year_label} <= %(due_fiscal_year)s"
         if item.unit_key and units_joined:
-            condition += (f" AND (t.{item.unit_key} IS NULL OR (u.{item.unit_key} IS NOT NULL"
+            condition += (f" AND ({row}.{item.unit_key} IS NULL OR (u.{item.unit_key} IS NOT NULL"
                           f" AND NOT {self.unit_not_due('u')}))")
         elif item.unit_key:
-            condition += f" AND NOT {self.unit_open(f't.{item.unit_key}')}"
+            condition += f" AND NOT {self.unit_open(f'{row}.{item.unit_key}')}"
         if any(i.own_clock for i in self.rule.data):
-            condition += f" AND {self.row_clock(item, owner, customer)}"
+            condition += f" AND {self.row_clock(item, owner, customer, row)}"
         if item.action == "anonymise":
-            remaining = [f"t.{c} IS NOT NULL" for c in item.columns] + [f"t.{c} IS NULL" for c in item.purged_marks]
+            remaining = [*(f"{row}.{c} IS NOT NULL" for c in item.columns),
+                         *(f"{row}.{c} IS NULL" for c in item.purged_marks)]
             condition += f" AND ({' OR '.join(remaining)})"
         return joined, condition, owner
 
@@ -169,7 +171,10 @@ class Scope:
         return "coalesce(" + " OR ".join(members) + ", FALSE)"
 
     def exists_due(self, item: DataItem, customer: str = "c") -> str:
-        """Has the customer row `customer` (an alias) a due row of `item`?"""
+        """Has the customer row `customer` (an alias) a due row of `item`? The customer row
+        itself (the `customers` item) is checked on that row, without a probe."""
+        if _is_customer_row(item):
+            return f"({self.rows(item, 'IS NOT NULL', customer, row=customer)[1]})"
         joined, condition, _ = self.rows(item, f"= {customer}.customer_id", customer)
         return f"EXISTS (SELECT 1 FROM {item.table} t{', ' + joined if joined else ''} WHERE {condition})"
 
@@ -183,7 +188,11 @@ class Scope:
             owners = " UNION ".join(self.due_owners_sql(item) for item in self.rule.data)
             return (f"SELECT c.customer_id, {on_hold_sql('c.customer_id')} FROM customers c"
                     f" WHERE c.customer_id IN ({owners})")
-        anything = " OR ".join(self.exists_due(item) for item in self.rule.data)
+        # The customer row's own check first: an OR stops at the first true term, and most
+        # due customers still have master data (crm at 10M CDRs: 38 ms, where probing the
+        # three other tables first cost 190).
+        items = sorted(self.rule.data, key=lambda item: not _is_customer_row(item))
+        anything = " OR ".join(self.exists_due(item) for item in items)
         return (f"SELECT c.customer_id, {on_hold_sql('c.customer_id')} FROM customers c"
                 f" WHERE {self.customer_clock()} AND ({anything})")
 
@@ -224,6 +233,11 @@ class Scope:
         cleared = [f"{c} = NULL" for c in item.columns] + marks
         return (f"UPDATE {item.table} t SET {', '.join(cleared)}{' FROM ' + joined if joined else ''}"
                 f" WHERE {condition}"), owner
+
+
+def _is_customer_row(item: DataItem) -> bool:
+    """The item is the customer's own row (`customers`, the table every clock starts from)."""
+    return item.table == "customers" and not item.subject.via
 
 
 def _own_date_due(item: DataItem, row: str) -> str:
