@@ -314,6 +314,11 @@ DETAILS = ['{}', '{"b": 1, "a": [1.50, 1e3, null, true]}', '{"q": "\\"quoted\\" 
 ODD_RUN = audit.RunContext(run_id='r "1" ø \\ \x01')
 
 
+def changed_rows(customers: list[int]) -> str:
+    """A stand-in for a purge's change: one row per row changed, its customer."""
+    return f"SELECT unnest('{{{','.join(map(str, customers))}}}'::bigint[]) AS customer_id"
+
+
 def test_the_hashed_texts_are_those_the_build_functions_give(telco):
     """A version-3 record's text is joined from its fields, for speed: the very text
     json_build_array gives (quotes, backslashes, non-ASCII and control characters, nulls,
@@ -325,8 +330,8 @@ def test_the_hashed_texts_are_those_the_build_functions_give(telco):
         cur.execute("INSERT INTO customers (customer_id) VALUES (1) ON CONFLICT DO NOTHING")
         audit.record_each(cur, [(1 if i % 2 else None, i, json.loads(text)) for i, text in enumerate(DETAILS)],
                           audit.Action("drop_partition", "accounting", details={"é": '"\\'}), ODD_RUN)
-        audit.record_tables(cur, {"contacts": ([1], [2]), "customers": ([1], [1])},
-                            audit.Action("purge", "crm_master_data"), audit.RunContext())
+        audit.record_changes(cur, {"contacts": changed_rows([1, 1]), "customers": changed_rows([1])}, {},
+                             audit.Action("purge", "crm_master_data"), audit.RunContext())
         cur.execute(f"SELECT {audit.record_text_sql('a', 'l.statement_hash')}, {BUILT_V3},"
                     f" {audit.statement_text_sql('l')}, {BUILT_STATEMENT}"
                     " FROM lifecycle_audit_record a JOIN lifecycle_audit_link l USING (link_id) ORDER BY a.audit_id")
@@ -357,8 +362,8 @@ def test_a_statements_ledger_line_gives_each_record_as_its_own_line_did(telco):
     with transaction(conn) as cur:
         cur.execute("INSERT INTO customers (customer_id) VALUES (1), (2) ON CONFLICT DO NOTHING")
         written = [
-            audit.record_tables(cur, {"contacts": ([1, 2], [2, 1]), "customers": ([2], [1])},
-                                audit.Action("purge", "crm_master_data", as_of=dt.date(2026, 1, 2)), ODD_RUN),
+            audit.record_changes(cur, {"contacts": changed_rows([1, 1, 2]), "customers": changed_rows([2])}, {},
+                                 audit.Action("purge", "crm_master_data", as_of=dt.date(2026, 1, 2)), ODD_RUN)[0],
             *audit.written(audit.record_each(
                 cur, [(None, 5, {"partition": "cdrs_y2019m07", "kept_for_legal_hold": 1})],
                 audit.Action("drop_partition", "accounting", None, "cdrs"), audit.RunContext())),

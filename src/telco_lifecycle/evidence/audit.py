@@ -187,9 +187,11 @@ RECORDS = f"""SELECT w.audit_id, k.sealed_at, w.row_hash, w.customer_id, w.row_c
 FROM written w CROSS JOIN statement_line k
 ORDER BY w.audit_id"""
 RETURNED = ("audit_id", "recorded_at", "row_hash", "customer_id", "row_count", "ledger_line", *LINK)
+# A purge's statement, summed: its link, records, ids, time, ledger line, the customers and
+# the rows changed per table (`audit_tables`, a `{totals}` of sums over `numbered`).
 SUMMED = f"""SELECT {", ".join(f"k.{c}" for c in LINK)}, k.records, k.first_id, k.last_id, k.sealed_at,
-       coalesce(k.ledger_line || E'\\n', '')
-FROM statement_line k"""
+       coalesce(k.ledger_line || E'\\n', ''), w.customer_ids, (SELECT ARRAY[{{totals}}]::bigint[] FROM numbered n)
+FROM statement_line k CROSS JOIN aggregated w"""
 
 ONE = "SELECT %(audit_customer_id)s::bigint, %(audit_row_count)s::bigint, NULL::bigint[], NULL::jsonb"
 # A set-based change and its records in one statement: one record per customer with the
@@ -204,14 +206,15 @@ GIVEN = ("SELECT r.customer_id, r.row_count, NULL::bigint[], r.details FROM unne
 
 
 def per_table_counts(tables: int) -> str:
-    """A purge's records from its rows per customer and table (flat arrays: customer, the
-    table's number in `audit_tables`, rows; one item per customer and table at most): one
-    per customer, its rows in all and per table (0 where it had none), in customer order.
-    max, not sum: one item, and no numeric arithmetic."""
-    each = [f"coalesce(max(r.n) FILTER (WHERE r.t = {number}), 0)" for number in range(1, tables + 1)]
-    return (f"SELECT r.customer_id, {' + '.join(each)}, ARRAY[{', '.join(each)}], NULL::jsonb"
-            " FROM unnest(%(audit_customers)s::bigint[], %(audit_table_numbers)s::int[], %(audit_counts)s::bigint[])"
-            " r(customer_id, t, n) GROUP BY r.customer_id ORDER BY r.customer_id")
+    """A purge's records from the CTEs `changed_1` .. `changed_<tables>` (one row per row
+    changed, its customer; the n-th the n-th table of `audit_tables`): one per customer,
+    its rows in all and per table (0 where it had none), in customer order. One pass over
+    the changed rows, grouped once."""
+    each = ", ".join(f"count(*) FILTER (WHERE r.t = {number})" for number in range(1, tables + 1))
+    changed = " UNION ALL ".join(f"SELECT customer_id, {number} FROM changed_{number}"
+                                 for number in range(1, tables + 1))
+    return (f"SELECT r.customer_id, count(*), ARRAY[{each}], NULL::jsonb FROM ({changed}) r(customer_id, t)"
+            " GROUP BY r.customer_id ORDER BY r.customer_id")
 
 
 def approval_details(approval: dict) -> dict:
@@ -292,27 +295,28 @@ class Written:
     ledger: str
 
 
-def record_tables(cur, tables: dict[str, tuple[list[int], list[int]]], action: Action, run: RunContext
-                  ) -> Written | None:
-    """Write one record per customer of `tables` (table -> (customer ids, their rows)), its
-    rows in all as the count and per table (the link names the tables), and their link,
-    in one statement (the ledger's line built in SQL); return what was written, summed: a
-    purge batch's thousand records never become Python objects one by one."""
-    tables = {table: ids_counts for table, ids_counts in tables.items() if ids_counts[0]}
-    if not tables:
-        return None
-    names = sorted(tables)
-    customers = [customer_id for name in names for customer_id in tables[name][0]]
-    numbers = [number for number, name in enumerate(names, start=1) for _ in tables[name][0]]
-    counts = [count for name in names for count in tables[name][1]]
-    _write(cur, "", per_table_counts(len(names)), SUMMED,
-           {"audit_customers": int_array(customers), "audit_table_numbers": int_array(numbers),
-            "audit_counts": int_array(counts), **_values(action, run), "audit_tables": names})
-    *link, records, first_id, last_id, recorded_at, ledger = cur.fetchone()
+def record_changes(cur, changes: dict[str, str], params: dict, action: Action, run: RunContext
+                   ) -> tuple[Written | None, dict[str, int]]:
+    """Make the set-based changes (table -> a statement yielding the customer of every row
+    it changed: a DELETE or UPDATE ... RETURNING) and write one record per customer they
+    touched, its rows in all and per table (the link names the tables), and their link,
+    all in one statement (one snapshot: a change may read another's table as it was). The
+    ledger's line is built in SQL, and the changed rows and records never become Python
+    objects one by one. What was written, summed (None when nothing changed), and the
+    rows changed per table."""
+    names = sorted(changes)
+    before = "".join(f"changed_{number} AS ({changes[name]}), " for number, name in enumerate(names, start=1))
+    totals = ", ".join(f"coalesce(sum(n.counts[{number}]), 0)" for number in range(1, len(names) + 1))
+    _write(cur, before, per_table_counts(len(names)), SUMMED.replace("{totals}", totals),
+           {**params, **_values(action, run), "audit_tables": names})
+    *link, records, first_id, last_id, recorded_at, ledger, customers, rows = cur.fetchone()
+    changed = dict(zip(names, rows, strict=True))
+    if not records:
+        return None, changed
     actions: Counter[tuple[str, str, str, bool]] = Counter(
-        {(action.action, action.rule or "", name, action.dry_run): sum(tables[name][1]) for name in names})
+        {(action.action, action.rule or "", name, action.dry_run): n for name, n in changed.items() if n})
     return Written(_fields(run), dict(zip(LINK, link, strict=True)), records, (first_id, last_id), recorded_at,
-                   frozenset(customers), actions, ledger)
+                   frozenset(customers), actions, ledger), changed
 
 
 def written(events: list[dict]) -> list[Written]:

@@ -509,19 +509,12 @@ def _objects_so_far_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-# A set-based change, and the customers it touched with the number of rows of each (two arrays).
-COUNTED = ("WITH changed AS ({change} RETURNING {owner} AS customer_id) SELECT coalesce(array_agg(customer_id"
-           " ORDER BY customer_id), '{{}}'), coalesce(array_agg(n ORDER BY customer_id), '{{}}') FROM"
-           " (SELECT customer_id, count(*) AS n FROM changed GROUP BY customer_id) c")
-
-
 def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, removed: dict
                  ) -> audit.Written | None:
-    """In the caller's transaction, for a batch of customers: per table one set-based
-    statement removes the due rows of all of them, then one statement writes their audit
-    records (one per customer and rule, with its rows per table), so each customer's rows
-    for the rule go, with their record, or none do. What to emit after commit (the
-    customers' counts stay arrays: no Python object per customer)."""
+    """In the caller's transaction, for a batch of customers, one statement: per table one
+    set-based change removes the due rows of all of them, and their audit records are
+    written (one per customer and rule, with its rows per table), so each customer's rows
+    for the rule go, with their record, or none do. What to emit after commit."""
     if not customer_ids:
         return None
     params = {**s.params, "batch": int_array(customer_ids)}
@@ -529,14 +522,15 @@ def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, 
     # one lock order for everything that changes a customer, so they queue, never deadlock.
     cur.execute("SELECT customer_id FROM customers WHERE customer_id = ANY (%(batch)s::bigint[])"
                 " ORDER BY customer_id FOR UPDATE", params)
-    tables: dict[str, tuple[list[int], list[int]]] = {}
+    changes = {}
     for item in s.rule.data:
         change, owner = s.change(item)
-        cur.execute(COUNTED.format(change=change, owner=owner), params)
-        tables[item.table] = cur.fetchone()
-        removed[item.table] += sum(tables[item.table][1])
-    return audit.record_tables(cur, tables, audit.Action("purge", s.rule.id, as_of=s.as_of,
-                                                         details=year_ends_details(s)), run)
+        changes[item.table] = f"{change} RETURNING {owner} AS customer_id"
+    written, changed = audit.record_changes(cur, changes, params, audit.Action(
+        "purge", s.rule.id, as_of=s.as_of, details=year_ends_details(s)), run)
+    for table, rows in changed.items():
+        removed[table] += rows
+    return written
 
 
 def _skip(cur, s: Scope, customer_ids: list[int], run: audit.RunContext) -> tuple[list[dict], list[dict]]:
