@@ -4,8 +4,8 @@ Everything is derived from the policy's rule: which customers are due (the clock
 relationship end + period, or the fiscal year + period), and per data item the
 statement (`delete` removes rows, `anonymise` clears the listed columns and stamps
 the kept `*_purged_on` column). Work goes in batches of BATCH_SIZE due customers,
-walked by id with progress in the log, one transaction per batch: per table one
-set-based statement removes the batch's due rows, then one statement writes one audit
+walked by id with progress in the log, one transaction per batch: one statement
+removes the batch's due rows (a set-based change per table) and writes one audit
 record per customer and rule (its rows per table), so a customer's rows for a rule go
 with their audit record or not at all.
 Every statement itself re-checks each customer's clock and that no hold is in force;
