@@ -140,6 +140,11 @@ STATEMENT_LEDGER_LINE = f"""CASE WHEN k.action IN ({LEDGER_ACTION_LIST}) AND NOT
                       'details', w.details, 'shared', {replay_sql('k.details')} || %(audit_ledger)s::jsonb)::text
 END"""
 
+# The link's lists are aggregated in one pass over the records sorted once by id (an
+# ORDER BY in each aggregate sorted them six times, a third of the aggregation's cost): an
+# aggregate takes a sorted subquery's rows in order when nothing stands between them, and
+# the lists stay aligned with each other whatever the order, as one pass fills them all;
+# `lifecycle audit verify` recomputes the Merkle root from the records in id order.
 # `{rows}` yields (customer_id, row_count, counts, details) for every record to write, in
 # the order their ids are drawn (from the CTEs `{before}`, if any); what they share is
 # given as parameters prefixed `audit_`, which cannot collide with the change's own. One
@@ -164,12 +169,10 @@ WITH {{before}} statement AS (
     RETURNING a.audit_id, a.customer_id, a.row_count, a.counts, a.details, a.row_hash
 ), aggregated AS (
     SELECT count(*) AS records, min(audit_id) AS first_id, max(audit_id) AS last_id,
-           array_agg(audit_id ORDER BY audit_id) AS audit_ids, array_agg(row_hash ORDER BY audit_id) AS row_hashes,
-           array_agg(customer_id ORDER BY audit_id) AS customer_ids,
-           array_agg(row_count ORDER BY audit_id) AS row_counts,
-           array_agg(counts ORDER BY audit_id) FILTER (WHERE counts IS NOT NULL) AS counts,
-           CASE WHEN bool_or(details IS NOT NULL) THEN array_agg(details ORDER BY audit_id) END AS details
-    FROM written
+           array_agg(audit_id) AS audit_ids, array_agg(row_hash) AS row_hashes, array_agg(customer_id) AS customer_ids,
+           array_agg(row_count) AS row_counts, array_agg(counts) FILTER (WHERE counts IS NOT NULL) AS counts,
+           CASE WHEN bool_or(details IS NOT NULL) THEN array_agg(details) END AS details
+    FROM (SELECT * FROM written ORDER BY audit_id) w
 ), sealed AS (
     SELECT s.* FROM hashed h, aggregated w, public.lifecycle_audit_seal(
         h.link_id, w.row_hashes, w.first_id, w.last_id, h.statement_hash,
