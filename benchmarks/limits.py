@@ -5,7 +5,10 @@ in the purge's SQL shows as a checksum difference (benchmarks.run compares the r
 rows and the resulting tables after every run). No per-row or per-customer function
 calls: a hold in force is an anti-join on `legal_holds`; the due customers are found
 once; wholly expired CDR months go by DETACH + DROP, as the purge drops them (held
-customers' rows are aside, in cdrs_held). One transaction for the whole rule.
+customers' rows are aside, in cdrs_held). One transaction for the whole rule: its
+changes run once for every due customer, or (batched) once per batch of the purge's size,
+in id order: whole-table statements are the faster at some sizes, batches at others
+(cache), so the harness times both and compares the purge with the faster.
 
 `evidence=True` adds the minimal evidence: one plain INSERT ... SELECT of one row per
 due customer and rule into a table without triggers (no chain, no per-row hashing).
@@ -33,7 +36,9 @@ SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE '{TIMEZONE}')::dat
 FROM cdrs r LEFT JOIN due d ON d.invoice_id = r.invoice_id
 WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at < %(fiscal_cutoff)s AND d.invoice_id IS NULL"""
 
-# Per rule: the due customers (into bench_due), then the deletions, in FK order.
+# Per rule: the due customers (into bench_due), then the changes, in FK order (DUE_STATEMENTS
+# of each list; the rest are the changes). `{batch_d}` / `{batch_u}`: where a batched limit
+# restricts a change to one batch of the due customers (through the alias `d` or `u`).
 RULES = {
     "crm_master_data": [
         f"""CREATE TEMP TABLE bench_due ON COMMIT DROP AS
@@ -44,12 +49,12 @@ RULES = {
                    OR EXISTS (SELECT 1 FROM crm_correspondence t WHERE t.customer_id = c.customer_id)
                    OR EXISTS (SELECT 1 FROM contacts t WHERE t.customer_id = c.customer_id)
                    OR EXISTS (SELECT 1 FROM phone_numbers t WHERE t.customer_id = c.customer_id))""",
-        "DELETE FROM crm_correspondence t USING bench_due d WHERE t.customer_id = d.customer_id",
-        "DELETE FROM contacts t USING bench_due d WHERE t.customer_id = d.customer_id",
-        "DELETE FROM phone_numbers t USING bench_due d WHERE t.customer_id = d.customer_id",
+        "DELETE FROM crm_correspondence t USING bench_due d WHERE t.customer_id = d.customer_id{batch_d}",
+        "DELETE FROM contacts t USING bench_due d WHERE t.customer_id = d.customer_id{batch_d}",
+        "DELETE FROM phone_numbers t USING bench_due d WHERE t.customer_id = d.customer_id{batch_d}",
         """UPDATE customers t SET company_name = NULL, cvr = NULL, address = NULL, email = NULL, phone = NULL,
                   crm_purged_on = coalesce(t.crm_purged_on, %(as_of)s)
-           FROM bench_due d WHERE t.customer_id = d.customer_id
+           FROM bench_due d WHERE t.customer_id = d.customer_id{batch_d}
              AND (t.company_name IS NOT NULL OR t.cvr IS NOT NULL OR t.address IS NOT NULL
                   OR t.email IS NOT NULL OR t.phone IS NOT NULL OR t.crm_purged_on IS NULL)""",
     ],
@@ -57,7 +62,7 @@ RULES = {
         f"""CREATE TEMP TABLE bench_due ON COMMIT DROP AS
             SELECT DISTINCT c.customer_id FROM customers c JOIN archived_contracts t USING (customer_id)
             WHERE {CLOCK} AND NOT {HELD.format('c.customer_id')}""",
-        "DELETE FROM archived_contracts t USING bench_due d WHERE t.customer_id = d.customer_id",
+        "DELETE FROM archived_contracts t USING bench_due d WHERE t.customer_id = d.customer_id{batch_d}",
     ],
     "accounting": [
         # The months are dropped first (see partition_statements). An accounting unit (an
@@ -70,13 +75,16 @@ RULES = {
             SELECT customer_id FROM bench_units
             UNION SELECT customer_id FROM cdrs WHERE invoice_id IS NULL AND started_at < %(fiscal_cutoff)s
             EXCEPT SELECT customer_id FROM legal_holds WHERE released_on IS NULL""",
-        "DELETE FROM cdrs t USING bench_units u WHERE t.invoice_id = u.invoice_id",
+        "DELETE FROM cdrs t USING bench_units u WHERE t.invoice_id = u.invoice_id{batch_u}",
         """DELETE FROM cdrs t USING bench_due d
-           WHERE t.customer_id = d.customer_id AND t.invoice_id IS NULL AND t.started_at < %(fiscal_cutoff)s""",
-        "DELETE FROM payments t USING bench_units u WHERE t.invoice_id = u.invoice_id",
-        "DELETE FROM invoices t USING bench_units u WHERE t.invoice_id = u.invoice_id",
+           WHERE t.customer_id = d.customer_id AND t.invoice_id IS NULL
+             AND t.started_at < %(fiscal_cutoff)s{batch_d}""",
+        "DELETE FROM payments t USING bench_units u WHERE t.invoice_id = u.invoice_id{batch_u}",
+        "DELETE FROM invoices t USING bench_units u WHERE t.invoice_id = u.invoice_id{batch_u}",
     ],
 }
+
+DUE = "CREATE TEMP TABLE"  # how the statements that find the due customers begin
 
 EVIDENCE_TABLE = """CREATE TABLE IF NOT EXISTS bench_evidence (
     evidence_id bigserial PRIMARY KEY, rule text NOT NULL, customer_id bigint NOT NULL, as_of date NOT NULL,
@@ -90,6 +98,23 @@ def partition_statements(month: str) -> list[str]:
     return [f"ALTER TABLE cdrs_live DETACH PARTITION {month}", f"DROP TABLE {month}"]
 
 
-def limit_statements(rule_id: str, months: list[str], evidence: bool) -> list[str]:
+# A batched limit's batches: the due customers in id order, `batch_size` a batch, as
+# (first id, last id); each change runs once per batch, restricted to its range.
+BATCHES = """SELECT min(customer_id), max(customer_id) FROM (SELECT customer_id,
+    (row_number() OVER (ORDER BY customer_id) - 1) / %(batch_size)s AS batch FROM bench_due) b
+GROUP BY batch ORDER BY batch"""
+
+
+def setup_statements(rule_id: str, months: list[str]) -> list[str]:
+    """The expired months dropped, then the due customers (and units) found once."""
     drops = [statement for month in months for statement in partition_statements(month)]
-    return [*drops, *RULES[rule_id], *([EVIDENCE] if evidence else [])]
+    return [*drops, *(statement for statement in RULES[rule_id] if statement.startswith(DUE))]
+
+
+def change_statements(rule_id: str, batched: bool) -> list[str]:
+    """The rule's changes: for all due customers at once, or (`batched`) for the batch
+    whose first and last ids are the parameters `batch_first` and `batch_last`."""
+    restrict = {alias: f" AND {alias}.customer_id BETWEEN %(batch_first)s AND %(batch_last)s" if batched else ""
+                for alias in ("d", "u")}
+    return [statement.replace("{batch_d}", restrict["d"]).replace("{batch_u}", restrict["u"])
+            for statement in RULES[rule_id] if not statement.startswith(DUE)]
