@@ -227,15 +227,16 @@ LIMITS = ("limit_evidence", "limit")
 PURGE_VARIANTS = ("purge", *LIMITS, *(f"batched_{name}" for name in LIMITS))
 
 
-def purge_vs_limit(server: Server, template: str, repeat: int, log_dir: Path) -> dict:
-    """Per scheduled rule, the purge against the limit with and without evidence, runs
-    alternated; after each run the rule's tables are compared with the purge's: the
-    same rows removed, the same rows left (the benchmark fails otherwise)."""
+def purge_vs_limit(server: Server, template: str, repeat: int, log_dir: Path, rules: list[str] | None = None
+                   ) -> dict:
+    """Per scheduled rule (or those of `rules`), the purge against the limit with and
+    without evidence, runs alternated; after each run the rule's tables are compared with
+    the purge's: the same rows removed, the same rows left (the benchmark fails otherwise)."""
     from benchmarks.limits import EVIDENCE_TABLE
     from telco_lifecycle.policy import load_policy
 
     figures = {}
-    for rule in (r for r in load_policy().rules if r.trigger == "schedule"):
+    for rule in (r for r in load_policy().rules if r.trigger == "schedule" and (rules is None or r.id in rules)):
         times = {name: [] for name in PURGE_VARIANTS}
         before = table_states(with_database(server.url, template), rule.tables)
         months = expired_months(with_database(server.url, template), rule.id)
@@ -758,15 +759,7 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
         print("measuring offboarding latency on a running Airflow ...", flush=True)
         results["offboarding_latency"] = offboarding_latency(server.url, templates[0], prefix, repeat)
     finally:
-        server.drop(f"{prefix}_work")
-        for template in [] if keep_templates else templates:
-            server.drop(template)
-        if server.evidence:
-            shutil.rmtree(server.evidence, ignore_errors=True)
-        if evidence_dir is None:
-            os.environ.pop(EVIDENCE_DIR_ENV, None)
-        else:
-            os.environ[EVIDENCE_DIR_ENV] = evidence_dir
+        clean_up(server, [] if keep_templates else templates, evidence_dir)
     print("measuring DAG parse times ...", flush=True)
     results["dag_parse"] = dag_parse_times(repeat)
     small, large = results["scales"][0], results["scales"][-1]
@@ -789,6 +782,47 @@ def measure(mode: str, repeat: int, out: Path, prefix: str = "bench", rebuild: b
     return results
 
 
+def clean_up(server: Server, templates: list[str], evidence_dir: str | None) -> None:
+    """Drop the working copy and `templates`, remove the copies' evidence, restore the
+    evidence folder the process had (`evidence_dir`)."""
+    from telco_lifecycle.evidence.store import EVIDENCE_DIR_ENV
+
+    server.drop(f"{server.prefix}_work")
+    for template in templates:
+        server.drop(template)
+    if server.evidence:
+        shutil.rmtree(server.evidence, ignore_errors=True)
+    if evidence_dir is None:
+        os.environ.pop(EVIDENCE_DIR_ENV, None)
+    else:
+        os.environ[EVIDENCE_DIR_ENV] = evidence_dir
+
+
+def purge_only(mode: str, rules: list[str], repeat: int, out: Path, prefix: str = "bench") -> Path:
+    """Figure 1 alone, for `rules`, at the mode's larger size (a whole `--scale` run takes
+    over an hour): written to `purge-vs-limit-<customers>x<CDRs per customer>.json` in `out`."""
+    from telco_lifecycle.evidence.store import EVIDENCE_DIR_ENV
+    from telco_lifecycle.local.env import server_url
+
+    customers, cdrs = SIZES[mode][-1]
+    evidence_dir = os.environ.get(EVIDENCE_DIR_ENV)
+    server = Server(server_url(), prefix)
+    results = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "mode": mode, "customers": customers,
+               "cdrs_per_customer": cdrs, "repeat": repeat, "anchor": ANCHOR.isoformat(),
+               "machine": machine(server.url)}
+    try:
+        template = server.template(customers, cdrs, False)
+        with tempfile.TemporaryDirectory(prefix="bench-task-logs-") as logs:
+            results["purge_vs_limit"] = purge_vs_limit(server, template, repeat, Path(logs), rules)
+    finally:
+        clean_up(server, [], evidence_dir)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"purge-vs-limit-{customers}x{cdrs}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--parse-child"]:
@@ -802,10 +836,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="where latest.json/.md and scaling.png go")
     parser.add_argument("--db-prefix", default="bench", help="name prefix of the benchmark databases")
     parser.add_argument("--rebuild", action="store_true", help="re-seed the templates even if they exist")
+    parser.add_argument("--purge-only", metavar="RULES", help="comma-separated scheduled rules: the purge against "
+                        "its limits alone, at the larger size, into purge-vs-limit-<size>.json")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     mode = "scale" if args.scale else "smoke" if args.smoke else "default"
+    if args.purge_only:
+        print(purge_only(mode, args.purge_only.split(","), args.repeat, args.out, args.db_prefix).read_text())
+        return 0
     results = measure(mode, args.repeat, args.out, args.db_prefix, args.rebuild)
     print((args.out / "latest.md").read_text(encoding="utf-8"))
     return 0 if results else 1
