@@ -36,8 +36,8 @@ SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE '{TIMEZONE}')::dat
 FROM cdrs r LEFT JOIN due d ON d.invoice_id = r.invoice_id
 WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at < %(fiscal_cutoff)s AND d.invoice_id IS NULL"""
 
-# Per rule: the due customers (into bench_due), then the changes, in FK order (DUE_STATEMENTS
-# of each list; the rest are the changes). `{batch_d}` / `{batch_u}`: where a batched limit
+# Per rule: the statements that find the due customers (into bench_due; they begin with
+# DUE), then the changes, in FK order. `{batch_d}` / `{batch_u}`: where a batched limit
 # restricts a change to one batch of the due customers (through the alias `d` or `u`).
 RULES = {
     "crm_master_data": [

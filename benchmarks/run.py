@@ -268,7 +268,7 @@ def purge_vs_limit(server: Server, template: str, repeat: int, log_dir: Path, ru
             "rows": rows, "removed": removed, "same_rows": True, "checksums": after, "audit_rows": audit_rows,
             "purge_s": medians["purge"], "limit_evidence_s": medians[faster["limit_evidence"]],
             "limit_s": medians[faster["limit"]],
-            "limit_forms": {name: form.split("_")[0] if form.startswith("batched_") else "whole"
+            "limit_forms": {name: "batched" if form.startswith("batched_") else "whole"
                             for name, form in faster.items()},
             "purge_rows_per_s": round(rows / medians["purge"]) if medians["purge"] else None,
             "ratio_vs_evidence": ratio(medians["purge"], medians[faster["limit_evidence"]]),
