@@ -349,6 +349,27 @@ def test_the_hashed_texts_are_those_the_build_functions_give(telco):
     assert len(v2) == len(DETAILS) and all(text == built for text, built in v2)
 
 
+def test_changes_that_touch_nothing_write_nothing(telco):
+    """A purge batch whose changes find no row (its customers' rows went meanwhile): no
+    record, no link, no ledger line, the head unchanged; the rows per table are zeros."""
+    conn = connect(telco.url)
+    with transaction(conn) as cur:
+        trail = ("SELECT h.seq, (SELECT count(*) FROM lifecycle_audit_link), (SELECT count(*) FROM"
+                 " lifecycle_audit_record) FROM lifecycle_audit_head h")
+        cur.execute(trail)
+        before = cur.fetchone()
+        written, changed = audit.record_changes(
+            cur, {"contacts": changed_rows([]), "customers": "UPDATE customers t SET email = t.email"
+                  " WHERE false RETURNING t.customer_id"}, {}, audit.Action("purge", "crm_master_data"),
+            audit.RunContext())
+        cur.execute(trail)
+        after = cur.fetchone()
+        conn.rollback()
+    conn.close()
+    assert written is None and changed == {"contacts": 0, "customers": 0}
+    assert after == before
+
+
 # The ledger line each record had before migration 0031 (a hold's with its case reference).
 OWN_LINE = audit.ledger_line_sql("a", "CASE WHEN a.action = 'place_legal_hold'"
                                       " THEN jsonb_build_object('case_reference', 'SKP-1') ELSE '{}'::jsonb END")
