@@ -298,7 +298,7 @@ class Written:
     ledger: str
 
 
-def record_changes(cur, changes: dict[str, str], params: dict, action: Action, run: RunContext
+def record_changes(cur, changes: dict[str, str], params: dict, action: Action, run: RunContext, shared: str = ""
                    ) -> tuple[Written | None, dict[str, int]]:
     """Make the set-based changes (table -> a statement yielding the customer of every row
     it changed: a DELETE or UPDATE ... RETURNING) and write one record per customer they
@@ -306,9 +306,11 @@ def record_changes(cur, changes: dict[str, str], params: dict, action: Action, r
     all in one statement (one snapshot: a change may read another's table as it was). The
     ledger's line is built in SQL, and the changed rows and records never become Python
     objects one by one. What was written, summed (None when nothing changed), and the
-    rows changed per table."""
+    rows changed per table. `shared`: CTEs the changes read (`name AS (...)`, comma
+    separated), each computed once for all of them."""
     names = sorted(changes)
-    before = "".join(f"changed_{number} AS ({changes[name]}), " for number, name in enumerate(names, start=1))
+    before = "".join(f"{cte}, " for cte in [shared] if cte) + "".join(
+        f"changed_{number} AS ({changes[name]}), " for number, name in enumerate(names, start=1))
     totals = ", ".join(f"coalesce(sum(n.counts[{number}]), 0)" for number in range(1, len(names) + 1))
     _write(cur, before, per_table_counts(len(names)), SUMMED.replace("{totals}", totals),
            {**params, **_values(action, run), "audit_tables": names})
