@@ -120,12 +120,15 @@ class Server:
     def copy(self, template: str) -> str:
         """A fresh working copy of `template` (the state every timed run starts from), with
         an empty evidence store of its own (LIFECYCLE_EVIDENCE_DIR, inherited by the task
-        processes): to the deletion ledger of an earlier copy it would look restored."""
+        processes): to the deletion ledger of an earlier copy it would look restored.
+        Copied file by file, which checkpoints before and after: the default strategy
+        (WAL_LOG) writes the whole template (GBs) to the WAL, and the checkpoints that
+        forces overlapped the timed run that followed, whichever it was (purge or limit)."""
         from telco_lifecycle.evidence.store import EVIDENCE_DIR_ENV
 
         name = f"{self.prefix}_work"
         self.drop(name)
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
         if self.evidence:
             shutil.rmtree(self.evidence, ignore_errors=True)
         self.evidence = tempfile.mkdtemp(prefix="bench-evidence-")
