@@ -400,3 +400,13 @@ def test_a_statements_ledger_line_gives_each_record_as_its_own_line_did(telco):
     entries = [entry for w in written for line in w.ledger.splitlines() for entry in ledger_entries(json.loads(line))]
     assert len(entries) == 4 and entries == own_lines
     assert [e["tables"] for e in entries[:2]] == [{"contacts": 2}, {"contacts": 1, "customers": 1}]
+
+
+def test_a_transactions_log_sentence_gives_its_totals_apart_from_its_last_action():
+    batch = {"records": 3, "customers": 3, "actions": [
+        {"action": "purge", "rule": "crm_master_data", "table_name": "contacts", "dry_run": False, "row_count": 5},
+        {"action": "skipped_legal_hold", "rule": "crm_master_data", "table_name": None, "dry_run": False,
+         "row_count": 0}]}
+    assert audit.sentence(batch) == ("rule crm_master_data: purge 5 row(s) of contacts;"
+                                     " rule crm_master_data: skipped_legal_hold;"
+                                     " in all 3 audit record(s) of 3 customer(s)")

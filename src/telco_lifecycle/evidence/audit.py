@@ -428,7 +428,7 @@ def sentence(batch: dict) -> str:
         rule = f"rule {a['rule']}" if a["rule"] else "lifecycle"
         what = f" {a['row_count']} row(s) of {a['table_name']}" if a["table_name"] else ""
         parts.append(f"{rule}: {'DRY RUN, would ' if a['dry_run'] else ''}{a['action']}{what}")
-    return f"{'; '.join(parts)} ({batch['records']} record(s), {batch['customers']} customer(s))"
+    return f"{'; '.join(parts)}; in all {batch['records']} audit record(s) of {batch['customers']} customer(s)"
 
 
 def parse_event(message: str) -> dict | None:
