@@ -309,7 +309,7 @@ def record_changes(cur, changes: dict[str, str], params: dict, action: Action, r
     rows changed per table. `shared`: CTEs the changes read (`name AS (...)`, comma
     separated), each computed once for all of them."""
     names = sorted(changes)
-    before = "".join(f"{cte}, " for cte in [shared] if cte) + "".join(
+    before = (f"{shared}, " if shared else "") + "".join(
         f"changed_{number} AS ({changes[name]}), " for number, name in enumerate(names, start=1))
     totals = ", ".join(f"coalesce(sum(n.counts[{number}]), 0)" for number in range(1, len(names) + 1))
     _write(cur, before, per_table_counts(len(names)), SUMMED.replace("{totals}", totals),
