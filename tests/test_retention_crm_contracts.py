@@ -118,3 +118,31 @@ def test_as_of_after_the_run_date_is_refused(telco, run_dag):
     assert dag_run.state == "failed"
     assert telco.fingerprint() == before  # the refusal is recorded (audit row `refused`), nothing else
     assert telco.scalar("SELECT count(*) FROM lifecycle_audit WHERE action = 'refused'") == 1
+
+
+def test_a_batch_statement_checks_each_customers_hold_and_clock_itself(telco):
+    """A batch's customers were found before its statement ran: one placed under a hold
+    meanwhile and one whose clock has not run out (a caller's slip) keep everything; only
+    the due one is purged, and only it gets a record."""
+    from telco_lifecycle.database import connect, transaction
+    from telco_lifecycle.evidence.audit import RunContext
+    from telco_lifecycle.rules import retention
+
+    add_customer(telco, 100021, D(2024, 1, 10))  # due at 2025-02-28
+    add_customer(telco, 100022, D(2024, 1, 10))  # due, but held after the batch was read
+    add_customer(telco, 100023, D(2024, 6, 1))   # not due yet
+    telco.execute("INSERT INTO legal_holds (customer_id, case_reference, placed_on) VALUES (100022, 'SKP-9', %s)",
+                  (D(2025, 2, 27),))
+    kept = {c: rows_of(telco, c) for c in (100022, 100023)}
+
+    s = retention.scope("crm_master_data", D(2025, 2, 28))
+    removed = {item.table: 0 for item in s.rule.data}
+    conn = connect(telco.url)
+    with transaction(conn) as cur:
+        written = retention._purge_batch(cur, s, [100023, 100021, 100022], RunContext(), removed)
+    conn.close()
+
+    assert written is not None and written.customers == frozenset({100021})
+    assert rows_of(telco, 100021)["contacts"] == 0
+    assert {c: rows_of(telco, c) for c in kept} == kept
+    assert telco.rows("SELECT DISTINCT customer_id FROM lifecycle_audit WHERE action = 'purge'") == [(100021,)]
