@@ -191,7 +191,7 @@ def run_limit(url: str, rule_id: str, months: list[str], evidence: bool, batched
     conn = connect(url)
     try:
         with transaction(conn) as cur:
-            for statement in setup_statements(rule_id, months):
+            for statement in setup_statements(rule_id, months, batched):
                 cur.execute(statement, params)
             batches = [(None, None)]
             if batched:
