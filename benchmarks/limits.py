@@ -91,6 +91,12 @@ RULES = {
     ],
 }
 
+# The limit's transaction's memory for sorts and hashes, as a hand-writer gives a one-off
+# whole-table delete: with the default 4 MB, the accounting limit's hash of 5M due units at
+# 50M CDRs spilled into 64 batches, so it deleted the payments in hash order, not the
+# table's, and rewrote each page many times (100 s for that one statement, 3.3M buffers
+# written). The purge's batches set their own (rules.retention.BATCH_WORK_MEM).
+WORK_MEM = "1GB"
 DUE = ("CREATE TEMP TABLE", "ANALYZE")  # how the statements that find the due customers begin
 # What a batched limit adds to them: its batches' units found through their customers'
 # range (at 50M CDRs each batch's statements read the whole table of units otherwise).

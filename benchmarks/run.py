@@ -183,7 +183,7 @@ def table_states(url: str, tables: tuple[str, ...]) -> dict[str, list]:
 def run_limit(url: str, rule_id: str, months: list[str], evidence: bool, batched: bool = False) -> None:
     """The hand-written set-based SQL of benchmarks.limits, in one transaction: the
     changes for every due customer at once, or (`batched`) per batch of the purge's size."""
-    from benchmarks.limits import BATCHES, EVIDENCE, change_statements, setup_statements
+    from benchmarks.limits import BATCHES, EVIDENCE, WORK_MEM, change_statements, setup_statements
     from telco_lifecycle.database import connect, transaction
     from telco_lifecycle.rules.retention import BATCH_SIZE, scope
 
@@ -191,6 +191,7 @@ def run_limit(url: str, rule_id: str, months: list[str], evidence: bool, batched
     conn = connect(url)
     try:
         with transaction(conn) as cur:
+            cur.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
             for statement in setup_statements(rule_id, months, batched):
                 cur.execute(statement, params)
             batches = [(None, None)]
