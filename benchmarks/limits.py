@@ -36,8 +36,8 @@ SELECT DISTINCT date_trunc('month', r.started_at AT TIME ZONE '{TIMEZONE}')::dat
 FROM cdrs r LEFT JOIN due d ON d.invoice_id = r.invoice_id
 WHERE NOT r.held AND r.invoice_id IS NOT NULL AND r.started_at < %(fiscal_cutoff)s AND d.invoice_id IS NULL"""
 
-# Per rule: the statements that find the due customers (into bench_due; they begin with
-# DUE), then the changes, in FK order. `{batch_d}` / `{batch_u}` / `{batch_t}`: where a
+# Per rule: the setup that finds the due customers once (into bench_due; its statements
+# begin with SETUP), then the changes, in FK order. `{batch_d}` / `{batch_u}` / `{batch_t}`: where a
 # batched limit restricts a change to one batch of the due customers (through the alias
 # `d`, `u` or the changed table's `t`).
 RULES = {
@@ -97,7 +97,7 @@ RULES = {
 # table's, and rewrote each page many times (100 s for that one statement, 3.3M buffers
 # written). The purge's batches set their own (rules.retention.BATCH_WORK_MEM).
 WORK_MEM = "1GB"
-DUE = ("CREATE TEMP TABLE", "ANALYZE")  # how the statements that find the due customers begin
+SETUP = ("CREATE TEMP TABLE", "ANALYZE")  # how a rule's setup statements begin (run once, before the changes)
 # What a batched limit adds to them: its batches' units found through their customers'
 # range (at 50M CDRs each batch's statements read the whole table of units otherwise).
 BATCHED_SETUP = {"accounting": ["CREATE INDEX ON bench_units (customer_id)"]}
@@ -124,7 +124,7 @@ GROUP BY batch ORDER BY batch"""
 def setup_statements(rule_id: str, months: list[str], batched: bool) -> list[str]:
     """The expired months dropped, then the due customers (and units) found once."""
     drops = [statement for month in months for statement in partition_statements(month)]
-    due = [statement for statement in RULES[rule_id] if statement.startswith(DUE)]
+    due = [statement for statement in RULES[rule_id] if statement.startswith(SETUP)]
     return [*drops, *due, *(BATCHED_SETUP.get(rule_id, []) if batched else [])]
 
 
@@ -134,4 +134,4 @@ def change_statements(rule_id: str, batched: bool) -> list[str]:
     restrict = {alias: f" AND {alias}.customer_id BETWEEN %(batch_first)s AND %(batch_last)s" if batched else ""
                 for alias in ("d", "u", "t")}
     return [statement.replace("{batch_d}", restrict["d"]).replace("{batch_u}", restrict["u"])
-            .replace("{batch_t}", restrict["t"]) for statement in RULES[rule_id] if not statement.startswith(DUE)]
+            .replace("{batch_t}", restrict["t"]) for statement in RULES[rule_id] if not statement.startswith(SETUP)]
