@@ -208,14 +208,14 @@ GIVEN = ("SELECT r.customer_id, r.row_count, NULL::bigint[], r.details FROM unne
          " r(customer_id, row_count, details, n) ORDER BY r.n")
 
 
-def per_table_counts(tables: int) -> str:
-    """A purge's records from the CTEs `changed_1` .. `changed_<tables>` (one row per row
-    changed, its customer; the n-th the n-th table of `audit_tables`): one per customer,
+def per_table_counts(tables: list[str]) -> str:
+    """A purge's records from the CTEs `changed_<table>` of `tables` (one row per row
+    changed, its customer; `tables` in the order of `audit_tables`): one per customer,
     its rows in all and per table (0 where it had none), in customer order. One pass over
     the changed rows, grouped once."""
-    each = ", ".join(f"count(*) FILTER (WHERE r.t = {number})" for number in range(1, tables + 1))
-    changed = " UNION ALL ".join(f"SELECT customer_id, {number} FROM changed_{number}"
-                                 for number in range(1, tables + 1))
+    each = ", ".join(f"count(*) FILTER (WHERE r.t = {number})" for number in range(1, len(tables) + 1))
+    changed = " UNION ALL ".join(f"SELECT customer_id, {number} FROM {changed_cte(table)}"
+                                 for number, table in enumerate(tables, start=1))
     return (f"SELECT r.customer_id, count(*), ARRAY[{each}], NULL::jsonb FROM ({changed}) r(customer_id, t)"
             " GROUP BY r.customer_id ORDER BY r.customer_id")
 
@@ -298,21 +298,27 @@ class Written:
     ledger: str
 
 
+def changed_cte(table: str) -> str:
+    """The CTE of `record_changes` that holds what the change of `table` returned."""
+    return f"changed_{table}"
+
+
 def record_changes(cur, changes: dict[str, str], params: dict, action: Action, run: RunContext, shared: str = ""
                    ) -> tuple[Written | None, dict[str, int]]:
     """Make the set-based changes (table -> a statement yielding the customer of every row
     it changed: a DELETE or UPDATE ... RETURNING) and write one record per customer they
     touched, its rows in all and per table (the link names the tables), and their link,
-    all in one statement (one snapshot: a change may read another's table as it was). The
-    ledger's line is built in SQL, and the changed rows and records never become Python
-    objects one by one. What was written, summed (None when nothing changed), and the
-    rows changed per table. `shared`: CTEs the changes read (`name AS (...)`, comma
+    all in one statement (one snapshot: a change may read another's table as it was, and
+    the rows an earlier change of `changes` returned, as the CTE `changed_cte(table)`).
+    The ledger's line is built in SQL, and the changed rows and records never become
+    Python objects one by one. What was written, summed (None when nothing changed), and
+    the rows changed per table. `shared`: CTEs the changes read (`name AS (...)`, comma
     separated), each computed once for all of them."""
     names = sorted(changes)
     before = (f"{shared}, " if shared else "") + "".join(
-        f"changed_{number} AS ({changes[name]}), " for number, name in enumerate(names, start=1))
+        f"{changed_cte(table)} AS ({change}), " for table, change in changes.items())
     totals = ", ".join(f"coalesce(sum(n.counts[{number}]), 0)" for number in range(1, len(names) + 1))
-    _write(cur, before, per_table_counts(len(names)), SUMMED.replace("{totals}", totals),
+    _write(cur, before, per_table_counts(names), SUMMED.replace("{totals}", totals),
            {**params, **_values(action, run), "audit_tables": names})
     *link, records, first_id, last_id, recorded_at, ledger, customers, rows = cur.fetchone()
     changed = dict(zip(names, rows, strict=True))

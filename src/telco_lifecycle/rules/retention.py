@@ -250,9 +250,38 @@ class Scope:
                 f" AND c.customer_id = ANY (%(batch)s::bigint[]) AND {self.customer_clock()}"
                 f" AND NOT {on_hold_sql('c.customer_id')}) AS ids)")
 
+    def changes(self) -> dict[str, str]:
+        """Per table, the set-based statement removing the due rows of the batch's
+        releasable customers (they read the CTE RELEASABLE), returning each changed row's
+        customer: in `audit.record_changes`'s order, a unit's member that goes with the
+        rows of another after that one's (see `change`)."""
+        followed = {member.table for item in self.rule.data if (member := self.goes_with(item))}
+        changes = {}
+        for item in sorted(self.rule.data, key=lambda item: self.goes_with(item) is not None):
+            change, owner = self.change(item)
+            unit = f", t.{item.unit_key}" if item.table in followed else ""
+            changes[item.table] = f"{change} RETURNING {owner} AS customer_id{unit}"
+        return changes
+
+    def goes_with(self, item: DataItem) -> DataItem | None:
+        """The deleted rows' item whose rows `item`'s due rows go with: the unit member it
+        reaches its customer through (`unit_member_via`), when both are deleted."""
+        member = self.unit_member_via(item)
+        return member if member and item.action == member.action == "delete" else None
+
     def change(self, item: DataItem) -> tuple[str, str]:
-        """The set-based statement removing `item`'s due rows of the batch's releasable
-        customers (it reads the CTE RELEASABLE), and the owner expression it can return."""
+        """The set-based statement changing `item`'s due rows of the batch's releasable
+        customers, and the owner expression it can return. A row of an item that goes with
+        another's rows (a payment with its invoice) is due exactly when that row is (their
+        unit is due, its customer releasable: checked there) and it is due by its own
+        dates: so it is found through the rows the same statement deleted there (at 10M
+        CDRs a batch's 72,000 payments, where joining the batch's invoices read 84,000
+        invoices and probed each payment's unit)."""
+        head = self.goes_with(item)
+        if head:
+            own = "".join(f" AND {due}" for due in _own_dates_due(item, "t"))
+            return (f"DELETE FROM {item.table} t USING {audit.changed_cte(head.table)} v"
+                    f" WHERE t.{item.subject.column} = v.{item.unit_key}{own}", "v.customer_id")
         joined, condition, owner = self.rows(item, self.releasable())
         if item.action == "delete":
             return f"DELETE FROM {item.table} t{' USING ' + joined if joined else ''} WHERE {condition}", owner
@@ -555,11 +584,7 @@ def _purge_batch(cur, s: Scope, customer_ids: list[int], run: audit.RunContext, 
     # (counted in the server: the locked rows are not sent).
     cur.execute("SELECT count(*) FROM (SELECT FROM customers WHERE customer_id = ANY (%(batch)s::bigint[])"
                 " ORDER BY customer_id FOR UPDATE) locked", params)
-    changes = {}
-    for item in s.rule.data:
-        change, owner = s.change(item)
-        changes[item.table] = f"{change} RETURNING {owner} AS customer_id"
-    written, changed = audit.record_changes(cur, changes, params, audit.Action(
+    written, changed = audit.record_changes(cur, s.changes(), params, audit.Action(
         "purge", s.rule.id, as_of=s.as_of, details=year_ends_details(s)), run, shared=s.releasable_cte())
     for table, rows in changed.items():
         removed[table] += rows
