@@ -130,7 +130,7 @@ class Scope:
             joined, owner = f"{item.subject.via} v", "v.customer_id"
             condition = f"{row}.{column} = v.{column} AND {owner} {owners}"
             member = self.unit_member_via(item)
-            if member:  # said, so that only those rows are joined (payments: 76k a batch, not 179k)
+            if member:  # implied (see unit_member_via), said so that only those rows are joined
                 condition += "".join(f" AND {due}" for due in _own_dates_due(member, "v"))
         else:
             joined, owner = "", f"{row}.{column}"
