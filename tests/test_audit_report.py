@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -91,7 +92,11 @@ def test_full_lifecycle_reconciles_and_leaks_nothing(telco, run_dag, task_logs):
     written = [*task_logs.rglob("*.log"), *Path(summary["html"]).parent.iterdir(), Path(certificate["html"]),
                Path(certificate["json"])]
     assert len(list(task_logs.rglob("*.log"))) >= 3  # offboarding: offboard, verify; the refusal
-    leaks = {(path.name, value) for path in written for value in personal if value in path.read_text()}
+    # A value counts where it stands on its own: an 8-digit CVR or phone number also turns up
+    # inside the 64-hex-digit hashes of a report, by chance (a few per cent of runs).
+    texts = {path: path.read_text() for path in written}
+    leaks = {(path.name, value) for path, text in texts.items() for value in personal
+             if re.search(rf"(?<![0-9A-Za-z]){re.escape(value)}(?![0-9A-Za-z])", text)}
     assert not leaks, f"personal data in logs or reports: {sorted(leaks)[:5]}"
 
 
