@@ -445,15 +445,22 @@ def peak_rss_mb() -> float:
     return round(kilobytes / 1024, 1)
 
 
+def byte_compiled_env() -> dict[str, str]:
+    """Byte-compile the package, as `pip install .` leaves it in the image: an editable
+    install under PYTHONDONTWRITEBYTECODE (set on this machine) would compile its source
+    in every task process and every parse (about 15 ms of a purge task). The environment
+    for child interpreters, which then read those files."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(project_dir() / "src")], check=True, env=env)
+    return env
+
+
 def dag_parse_times(repeat: int) -> dict:
     """Per DAG file, DagBag's own parse duration (median) against an empty DAG's and a
     same-shape DAG's without the package (see parse_child)."""
     with tempfile.TemporaryDirectory(prefix="bench-dagparse-") as tmp:
         files = sorted(str(p) for p in (project_dir() / "dags").glob("*.py"))
-        # The package byte-compiled, as `pip install .` leaves it in the image (an editable
-        # install under PYTHONDONTWRITEBYTECODE would compile its source in every parse).
-        env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(project_dir() / "src")], check=True, env=env)
+        env = byte_compiled_env()
         env.update({"AIRFLOW_HOME": str(Path(tmp) / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                     "AIRFLOW__CORE__DAGS_FOLDER": str(project_dir() / "dags"), "PYTHONPATH": python_path()})
         loads = os.getloadavg()[0]
@@ -843,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     mode = "scale" if args.scale else "smoke" if args.smoke else "default"
+    byte_compiled_env()  # the task processes forked from here import the package as a worker does
     if args.purge_only:
         print(purge_only(mode, args.purge_only.split(","), args.repeat, args.out, args.db_prefix).read_text())
         return 0
